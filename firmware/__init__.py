@@ -1,0 +1,1 @@
+"""Recorder firmware: the body-worn recorder application (see docs and DESIGN)."""

@@ -1,0 +1,1 @@
+"""Docking gateway service."""

@@ -1,0 +1,1 @@
+"""Hardware interfaces and real drivers (imported lazily)."""

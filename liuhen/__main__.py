@@ -1,0 +1,5 @@
+import sys
+
+from liuhen.cli import main
+
+sys.exit(main())
