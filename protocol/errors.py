@@ -1,0 +1,85 @@
+"""Stable finding codes of the evidence protocol.
+
+Codes are part of the protocol: reports, receipts and the server's quarantine
+list carry them, and other verifiers must use the same strings. Add codes; never
+rename or reuse one.
+"""
+
+from __future__ import annotations
+
+# Envelope and signature
+SIGNATURE_BAD = "signature.bad"
+ENVELOPE_MALFORMED = "envelope.malformed"
+ENVELOPE_WRONG_TYPE = "envelope.wrong_type"
+
+# Keys and the trust list
+KEY_UNKNOWN = "key.unknown"
+KEY_REVOKED = "key.revoked"
+KEY_OUTSIDE_VALIDITY = "key.outside_validity"
+KEY_WRONG_OWNER = "key.wrong_owner"
+
+# Manifest content
+MANIFEST_MALFORMED = "manifest.malformed"
+MANIFEST_NON_CANONICAL = "manifest.non_canonical"
+MANIFEST_KEY_MISMATCH = "manifest.key_mismatch"
+
+# Media files
+FILE_MISSING = "file.missing"
+FILE_TRUNCATED = "file.truncated"
+FILE_SIZE_MISMATCH = "file.size_mismatch"
+FILE_HASH_MISMATCH = "file.hash_mismatch"
+
+# Device chain
+CHAIN_BROKEN_LINK = "chain.broken_link"
+CHAIN_GAP_UNEXPLAINED = "chain.gap_unexplained"
+CHAIN_GAP_EXPLAINED = "chain.gap_explained"
+CHAIN_DUPLICATE_SEQ = "chain.duplicate_seq"
+CHAIN_FORK = "chain.fork"
+CHAIN_REORDERED = "chain.reordered"
+CHAIN_SESSION_SPLICE = "chain.session_splice"
+CHAIN_HEAD_MISMATCH = "chain.head_mismatch"
+DEVICE_REPLAYED = "device.replayed"
+TIME_BACKWARDS = "time.backwards"
+
+# Receipts
+RECEIPT_MALFORMED = "receipt.malformed"
+
+# Codes that describe something intact (reported, but not a failure).
+INFORMATIONAL = frozenset({CHAIN_GAP_EXPLAINED})
+
+DESCRIPTIONS: dict[str, str] = {
+    SIGNATURE_BAD: "the signature does not verify over the stored bytes",
+    ENVELOPE_MALFORMED: "the signed envelope cannot be parsed",
+    ENVELOPE_WRONG_TYPE: "the envelope carries a different kind of signed structure",
+    KEY_UNKNOWN: "signed by a key that is not in the trust list",
+    KEY_REVOKED: "signed by a key after its revocation",
+    KEY_OUTSIDE_VALIDITY: "signed by a key outside its validity period",
+    KEY_WRONG_OWNER: "the key belongs to another device or role than the structure names",
+    MANIFEST_MALFORMED: "the manifest lacks fields, has unknown fields or wrong types",
+    MANIFEST_NON_CANONICAL: "the manifest bytes are not in canonical encoding",
+    MANIFEST_KEY_MISMATCH: "the manifest names another key than the one that signed it",
+    FILE_MISSING: "the media file named by the manifest is missing",
+    FILE_TRUNCATED: "the media file is shorter than the manifest says",
+    FILE_SIZE_MISMATCH: "the media file is longer than the manifest says",
+    FILE_HASH_MISMATCH: "the media file's SHA-256 differs from the manifest",
+    CHAIN_BROKEN_LINK: "prev does not match the hash of the preceding manifest",
+    CHAIN_GAP_UNEXPLAINED: "sequence numbers are missing and no signed record explains them",
+    CHAIN_GAP_EXPLAINED: "sequence numbers are missing, explained by a signed recovery or gap record",
+    CHAIN_DUPLICATE_SEQ: "the same manifest appears more than once",
+    CHAIN_FORK: "two different manifests claim the same sequence number",
+    CHAIN_REORDERED: "a manifest is stored at another sequence position than it states",
+    CHAIN_SESSION_SPLICE: "a boot session's manifests are not one contiguous run that starts at boot",
+    CHAIN_HEAD_MISMATCH: "the chain does not continue from the head already known for the device",
+    DEVICE_REPLAYED: "a manifest of another device is presented as this device's",
+    TIME_BACKWARDS: "time goes backwards between consecutive manifests beyond the tolerance",
+    RECEIPT_MALFORMED: "the receipt lacks fields or has wrong types",
+}
+
+
+class ProtocolError(ValueError):
+    """A structure failed a protocol rule; `code` is one of the codes above."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
