@@ -83,7 +83,7 @@ def _trust_add(args: argparse.Namespace) -> int:
 def _find(trust: TrustList, prefix: str) -> str:
     if len(prefix) < 8:
         raise ValueError("give at least 8 hex digits of the key id")
-    matches = [k.keyid for k in trust.keys() if k.keyid.startswith(prefix.lower())]
+    matches = [k.keyid for k in trust.entries() if k.keyid.startswith(prefix.lower())]
     if len(matches) != 1:
         raise ValueError(f"{len(matches)} keys match {prefix!r}; give more digits")
     return matches[0]
@@ -107,7 +107,7 @@ def _list(args: argparse.Namespace) -> int:
         trust = read_trust(args.trust)
     except KeyFileError as exc:
         return _fail(str(exc))
-    for k in trust.keys():
+    for k in trust.entries():
         state = "valid"
         if k.revoked:
             after = f" after seq {k.revoked.after_seq}" if k.revoked.after_seq is not None else ""

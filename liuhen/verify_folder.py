@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from protocol import chain, layout
@@ -26,7 +27,7 @@ def hash_file(path: Path) -> FileFacts | None:
 
 
 def _device_names(trust: TrustList) -> set[str]:
-    return {k.owner for k in trust.keys() if k.role == "device"}
+    return {k.owner for k in trust.entries() if k.role == "device"}
 
 
 def scan(paths: list[Path], trust: TrustList) -> Iterator[Item]:
@@ -58,9 +59,36 @@ def media_path(item: Item, m: Manifest) -> Path:
     return Path(item.location).parent / m.media["name"]
 
 
-def _lookup(item: Item, m: Manifest) -> FileFacts | None:
-    return hash_file(media_path(item, m))
+class _PrefetchingHasher:
+    """Hashes the store's media files in one background thread, in store order.
+
+    Hashing releases the GIL, so parsing manifests and checking signatures in
+    the main thread overlaps with it and verification runs at hashing speed.
+    Only files named like media in the store layout are hashed ahead; anything
+    else a manifest names is hashed when asked for.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+        self._ahead: dict[Path, Future[FileFacts | None]] = {}
+        for root in paths:
+            if root.is_dir():
+                for path in sorted(root.rglob("*")):
+                    if layout.is_media_name(path.name):
+                        self._ahead[path.resolve()] = self._pool.submit(hash_file, path)
+
+    def __call__(self, item: Item, m: Manifest) -> FileFacts | None:
+        path = media_path(item, m)
+        future = self._ahead.pop(path.resolve(), None)
+        return future.result() if future is not None else hash_file(path)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def verify_paths(paths: list[Path], trust: TrustList, tolerance_ns: int = chain.DEFAULT_TIME_TOLERANCE_NS) -> Report:
-    return chain.verify(scan(paths, trust), trust, _lookup, tolerance_ns=tolerance_ns)
+    hasher = _PrefetchingHasher(paths)
+    try:
+        return chain.verify(scan(paths, trust), trust, hasher, tolerance_ns=tolerance_ns)
+    finally:
+        hasher.close()

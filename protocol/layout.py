@@ -28,3 +28,10 @@ def seq_from_manifest_name(name: str) -> int | None:
     if len(stem) == SEQ_DIGITS and stem.isdigit() and stem.isascii():
         return int(stem)
     return None
+
+
+def is_media_name(name: str) -> bool:
+    """True for a file named like a recorder's media file (`<seq>.<extension>`)."""
+    stem, dot, ext = name.partition(".")
+    return (len(stem) == SEQ_DIGITS and stem.isdigit() and stem.isascii() and bool(dot)
+            and ext.isalnum() and ext.isascii() and not name.endswith(MANIFEST_SUFFIX))

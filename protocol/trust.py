@@ -122,7 +122,7 @@ class TrustList:
     def get(self, keyid: str) -> TrustedKey | None:
         return self._keys.get(keyid)
 
-    def keys(self) -> list[TrustedKey]:
+    def entries(self) -> list[TrustedKey]:
         return list(self._keys.values())
 
     def revoke(self, keyid: str, revocation: Revocation) -> None:

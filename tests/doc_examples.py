@@ -17,9 +17,13 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 _BLOCK = re.compile(r"^```(\w+) example=([\w.-]+)\n(.*?)^```", re.M | re.S)
 
 
+def document_text(path: Path | None = None) -> str:
+    return Path(path or os.environ.get("LIUHEN_PROTOCOL_DOC") or DOC).read_text(encoding="utf-8")
+
+
 def examples(path: Path | None = None) -> dict[str, tuple[str, str]]:
     """Map example name -> (language, text) for every example in the document."""
-    text = Path(path or os.environ.get("LIUHEN_PROTOCOL_DOC") or DOC).read_text(encoding="utf-8")
+    text = document_text(path)
     found: dict[str, tuple[str, str]] = {}
     for lang, name, body in _BLOCK.findall(text):
         if name in found:
