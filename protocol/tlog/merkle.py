@@ -45,7 +45,10 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 class HashSource(Protocol):
-    """Where proof generation reads leaf hashes from."""
+    """Where proof generation reads leaf hashes from: a tree of `size` leaves."""
+
+    @property
+    def size(self) -> int: ...
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at `index`."""
@@ -95,7 +98,7 @@ def merkle_root(leaf_hashes: Sequence[bytes]) -> bytes:
 def subtree_hash(source: HashSource, start: int, end: int) -> bytes:
     """MTH of the perfect aligned subtree [start, end), asking the source directly when it can."""
     check_perfect(start, end)
-    return _perfect_reader(source)(start, end)
+    return _perfect_reader(source, end)(start, end)
 
 
 def tree_root(source: HashSource, size: int) -> bytes:
@@ -104,13 +107,15 @@ def tree_root(source: HashSource, size: int) -> bytes:
         raise ProofError(BAD_TREE_SIZE, f"tree size {size} is negative")
     if size == 0:
         return EMPTY_ROOT
-    return _range_hash(_perfect_reader(source), 0, size)
+    return _range_hash(_perfect_reader(source, size), 0, size)
 
 
 PerfectReader = Callable[[int, int], bytes]
 
 
-def _perfect_reader(source: HashSource) -> PerfectReader:
+def _perfect_reader(source: HashSource, size: int) -> PerfectReader:
+    if size > source.size:
+        raise ProofError(BAD_TREE_SIZE, f"tree size {size} is beyond the {source.size} leaves held")
     if isinstance(source, SubtreeSource):
         return source.subtree
 
@@ -133,7 +138,7 @@ def _range_hash(perfect: PerfectReader, start: int, end: int) -> bytes:
 def inclusion_proof(source: HashSource, index: int, size: int) -> list[bytes]:
     """RFC 9162 §2.1.3.1 inclusion path of leaf `index` in the tree of `size` leaves, leaf sibling first."""
     _check_index(index, size)
-    perfect = _perfect_reader(source)
+    perfect = _perfect_reader(source, size)
     path: list[bytes] = []
     start, end = 0, size
     while end - start > 1:
@@ -151,9 +156,9 @@ def inclusion_proof(source: HashSource, index: int, size: int) -> list[bytes]:
 def consistency_proof(source: HashSource, old_size: int, new_size: int) -> list[bytes]:
     """RFC 9162 §2.1.4.1 consistency proof (SUBPROOF) from tree size `old_size` to `new_size`."""
     _check_sizes(old_size, new_size)
+    perfect = _perfect_reader(source, new_size)
     if old_size in (0, new_size):
         return []
-    perfect = _perfect_reader(source)
     proof: list[bytes] = []
     start, end = 0, new_size
     old_root_is_node = True
