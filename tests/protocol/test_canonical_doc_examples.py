@@ -1,0 +1,154 @@
+"""The worked examples of the canonical encoding (§1) and MCU link (§2) sections are what the code does.
+
+The examples are read from the document LIUHEN_PROTOCOL_DOC names, else from docs/protocol.md, else
+(before the sections are merged into it) from docs/sections/canonical.md and mcu_link.md. Whichever
+it is, every `canonical-*` and `mcu-*` example in it is checked, and each of the two families that
+appears must be complete.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from protocol import canonical, mcu_link
+from protocol.canonical import CanonicalError
+from tests.doc_examples import DOC, examples
+
+SECTIONS = DOC.parent / "sections"
+FAMILIES = ("canonical-", "mcu-")
+REQUIRED = {
+    "canonical-": {"canonical-record.value", "canonical-keys.value", "canonical-strings.value"},
+    "mcu-": {"mcu-crc.check", "mcu-button.message", "mcu-empty.frame", "mcu-resync.stream"},
+}
+PARTNERS = {".value": ".bytes", ".message": ".bytes", ".frame": ".bytes", ".stream": ".result"}
+DECODERS = {
+    "public": canonical.decode,
+    "pure": lambda data: canonical._decode_pure(data, canonical.MAX_SIZE),
+}
+
+
+def load() -> tuple[dict, str]:
+    """(our examples by name, the text they came from)."""
+    env = os.environ.get("LIUHEN_PROTOCOL_DOC")
+    choices = [[Path(env)]] if env else [[DOC], [SECTIONS / "canonical.md", SECTIONS / "mcu_link.md"]]
+    for paths in choices:
+        found: dict = {}
+        text = ""
+        for path in paths:
+            if path.exists():
+                found.update({k: v for k, v in examples(path).items() if k.startswith(FAMILIES)})
+                text += path.read_text(encoding="utf-8")
+        if found:
+            return found, text
+    return {}, ""
+
+
+EXAMPLES, TEXT = load()
+
+
+def names(suffix: str) -> list:
+    return sorted(n for n in EXAMPLES if n.endswith(suffix) and not n.startswith("canonical-reject."))
+
+
+def body(name: str) -> bytes:
+    """An example's bytes: hex digits (spaces and newlines ignored), or the text without its last newline."""
+    lang, text = EXAMPLES[name]
+    if lang == "hex":
+        return bytes.fromhex("".join(text.split()))
+    return text.removesuffix("\n").encode()
+
+
+def partner(name: str) -> bytes:
+    stem, dot, suffix = name.rpartition(".")
+    return body(stem + PARTNERS[dot + suffix])
+
+
+def tagged(value: object) -> object:
+    if isinstance(value, list):
+        return ["list", [tagged(v) for v in value]]
+    if isinstance(value, dict):
+        return ["dict", sorted((k, tagged(v)) for k, v in value.items())]
+    return [type(value).__name__, value]
+
+
+def test_the_examples_are_there() -> None:
+    present = [family for family in FAMILIES if any(n.startswith(family) for n in EXAMPLES)]
+    if not present and os.environ.get("LIUHEN_PROTOCOL_DOC"):
+        pytest.skip(f"{os.environ['LIUHEN_PROTOCOL_DOC']} has no canonical-* or mcu-* examples")
+    assert present, "no canonical-* or mcu-* examples in docs/protocol.md nor in docs/sections/"
+    for family in present:
+        assert REQUIRED[family] <= set(EXAMPLES), f"missing: {sorted(REQUIRED[family] - set(EXAMPLES))}"
+
+
+def test_every_example_is_checked() -> None:
+    """A name that no test below reads would pass unchecked: each must have a known form."""
+    pattern = re.compile(
+        r"canonical-reject\.[a-z0-9_]+\.[\w-]+"
+        r"|canonical-[\w-]+\.(value|bytes)"
+        r"|mcu-[\w-]+\.(message|frame|bytes|stream|result)"
+        r"|mcu-crc\.check"
+    )
+    for name in EXAMPLES:
+        assert pattern.fullmatch(name), f"example {name} has no known form"
+        stem, dot, suffix = name.rpartition(".")
+        if dot + suffix in PARTNERS:
+            assert stem + PARTNERS[dot + suffix] in EXAMPLES, f"{name} has no {PARTNERS[dot + suffix]} block"
+        if suffix == "bytes":
+            assert {stem + ".value", stem + ".message", stem + ".frame"} & set(EXAMPLES), f"{name} alone"
+
+
+@pytest.mark.parametrize("name", names(".value"))
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_value_and_its_canonical_bytes(name: str, decoder: str) -> None:
+    value = json.loads(body(name))
+    assert canonical.encode(value) == partner(name)
+    assert canonical._encode_pure(value) == partner(name)
+    assert tagged(DECODERS[decoder](partner(name))) == tagged(value)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in EXAMPLES if n.startswith("canonical-reject.")))
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_refused_input(name: str, decoder: str) -> None:
+    with pytest.raises(CanonicalError) as caught:
+        DECODERS[decoder](body(name))
+    assert caught.value.code == "canonical." + name.split(".")[1]
+
+
+@pytest.mark.parametrize("name", names(".message") + names(".frame"))
+def test_frame(name: str) -> None:
+    spec = json.loads(body(name))
+    wire = partner(name)
+    if name.endswith(".message"):
+        assert mcu_link.encode_message(spec["type"], spec["seq"], spec["body"]) == wire
+        [frame] = mcu_link.FrameDecoder().feed(wire)
+        assert mcu_link.decode_message(frame) == (spec["type"], spec["seq"], spec["body"])
+    else:
+        payload = bytes.fromhex(spec["payload"])
+        assert mcu_link.encode_frame(spec["type"], spec["seq"], payload) == wire
+        assert mcu_link.FrameDecoder().feed(wire) == [(spec["type"], spec["seq"], payload)]
+
+
+@pytest.mark.parametrize("name", names(".stream"))
+def test_stream(name: str) -> None:
+    expected = json.loads(partner(name))
+    decoder = mcu_link.FrameDecoder()
+    frames = decoder.feed(body(name)) + decoder.idle()
+    assert [[f.ftype, f.seq, f.payload.hex()] for f in frames] == expected["frames"]
+    assert decoder.discarded == expected["discarded"]
+    assert decoder.bad_headers == expected["bad_headers"]
+    assert decoder.bad_crcs == expected["bad_crcs"]
+
+
+@pytest.mark.parametrize("name", [n for n in ["mcu-crc.check"] if n in EXAMPLES])
+def test_crc_check_value(name: str) -> None:
+    check = json.loads(body(name))
+    assert f"{mcu_link.crc16(check['ascii'].encode()):04x}" == check["crc16"]
+
+
+@pytest.mark.skipif(not any(n.startswith("mcu-") for n in EXAMPLES), reason="no MCU link section in this document")
+def test_frame_type_table() -> None:
+    rows = dict(re.findall(r"^\| 0x([0-9A-F]{2}) \| `([A-Z_]+)` \|", TEXT, re.M))
+    assert {int(number, 16): name for number, name in rows.items()} == mcu_link.TYPE_NAMES
