@@ -78,9 +78,7 @@ def is_valid_key_name(name: str) -> bool:
 
 def ed25519_key_id(name: str, public_key: bytes) -> bytes:
     """SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([SIG_TYPE_ED25519]) + public_key).digest()[
-        :KEY_ID_SIZE
-    ]
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([SIG_TYPE_ED25519]) + public_key).digest()[:KEY_ID_SIZE]
 
 
 @dataclass(frozen=True)
@@ -304,9 +302,7 @@ def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[NoteSigner]) -> by
     return sign_note(checkpoint.body(), signers)
 
 
-def open_checkpoint(
-    data: bytes, origin: str, verifiers: Iterable[VerifierKey]
-) -> tuple[Checkpoint, VerifiedNote]:
+def open_checkpoint(data: bytes, origin: str, verifiers: Iterable[VerifierKey]) -> tuple[Checkpoint, VerifiedNote]:
     """Verify a signed checkpoint from the log `origin` against that log's keys."""
     note = open_note(data, verifiers)
     checkpoint = parse_checkpoint(note.text)

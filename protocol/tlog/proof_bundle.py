@@ -102,9 +102,7 @@ def verify_bundle(data: bytes, leaf: bytes, origin: str, verifiers: Iterable[Ver
     return VerifiedBundle(bundle, checkpoint, note)
 
 
-def verify_bundle_entry(
-    data: bytes, entry: bytes, origin: str, verifiers: Iterable[VerifierKey]
-) -> VerifiedBundle:
+def verify_bundle_entry(data: bytes, entry: bytes, origin: str, verifiers: Iterable[VerifierKey]) -> VerifiedBundle:
     """verify_bundle for the entry's bytes rather than its leaf hash."""
     return verify_bundle(data, leaf_hash(entry), origin, verifiers)
 
