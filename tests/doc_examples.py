@@ -9,7 +9,6 @@ An example is a fenced block whose info string is `<lang> example=<name>`, e.g.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,7 +17,7 @@ _BLOCK = re.compile(r"^```(\w+) example=([\w.-]+)\n(.*?)^```", re.M | re.S)
 
 
 def document_text(path: Path | None = None) -> str:
-    return Path(path or os.environ.get("LIUHEN_PROTOCOL_DOC") or DOC).read_text(encoding="utf-8")
+    return (path or DOC).read_text(encoding="utf-8")
 
 
 def examples(path: Path | None = None) -> dict[str, tuple[str, str]]:

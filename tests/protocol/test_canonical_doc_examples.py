@@ -1,23 +1,18 @@
 """The worked examples of the canonical encoding (§1) and MCU link (§2) sections are what the code does.
 
-The examples are read from the document LIUHEN_PROTOCOL_DOC names, else from docs/protocol.md, else
-(before the sections are merged into it) from docs/sections/canonical.md and mcu_link.md. Whichever
-it is, every `canonical-*` and `mcu-*` example in it is checked, and each of the two families that
-appears must be complete.
+Every `canonical-*` and `mcu-*` example in docs/protocol.md is checked, and both families must be
+complete.
 """
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from protocol import canonical, mcu_link
 from protocol.canonical import CanonicalError
-from tests.doc_examples import DOC, examples
+from tests.doc_examples import document_text, examples
 
-SECTIONS = DOC.parent / "sections"
 FAMILIES = ("canonical-", "mcu-")
 REQUIRED = {
     "canonical-": {"canonical-record.value", "canonical-keys.value", "canonical-strings.value"},
@@ -30,23 +25,8 @@ DECODERS = {
 }
 
 
-def load() -> tuple[dict, str]:
-    """(our examples by name, the text they came from)."""
-    env = os.environ.get("LIUHEN_PROTOCOL_DOC")
-    choices = [[Path(env)]] if env else [[DOC], [SECTIONS / "canonical.md", SECTIONS / "mcu_link.md"]]
-    for paths in choices:
-        found: dict = {}
-        text = ""
-        for path in paths:
-            if path.exists():
-                found.update({k: v for k, v in examples(path).items() if k.startswith(FAMILIES)})
-                text += path.read_text(encoding="utf-8")
-        if found:
-            return found, text
-    return {}, ""
-
-
-EXAMPLES, TEXT = load()
+EXAMPLES = {k: v for k, v in examples().items() if k.startswith(FAMILIES)}
+TEXT = document_text()
 
 
 def names(suffix: str) -> list:
@@ -75,11 +55,7 @@ def tagged(value: object) -> object:
 
 
 def test_the_examples_are_there() -> None:
-    present = [family for family in FAMILIES if any(n.startswith(family) for n in EXAMPLES)]
-    if not present and os.environ.get("LIUHEN_PROTOCOL_DOC"):
-        pytest.skip(f"{os.environ['LIUHEN_PROTOCOL_DOC']} has no canonical-* or mcu-* examples")
-    assert present, "no canonical-* or mcu-* examples in docs/protocol.md nor in docs/sections/"
-    for family in present:
+    for family in FAMILIES:
         assert REQUIRED[family] <= set(EXAMPLES), f"missing: {sorted(REQUIRED[family] - set(EXAMPLES))}"
 
 
@@ -142,13 +118,11 @@ def test_stream(name: str) -> None:
     assert decoder.bad_crcs == expected["bad_crcs"]
 
 
-@pytest.mark.parametrize("name", [n for n in ["mcu-crc.check"] if n in EXAMPLES])
-def test_crc_check_value(name: str) -> None:
-    check = json.loads(body(name))
+def test_crc_check_value() -> None:
+    check = json.loads(body("mcu-crc.check"))
     assert f"{mcu_link.crc16(check['ascii'].encode()):04x}" == check["crc16"]
 
 
-@pytest.mark.skipif(not any(n.startswith("mcu-") for n in EXAMPLES), reason="no MCU link section in this document")
 def test_frame_type_table() -> None:
     rows = dict(re.findall(r"^\| 0x([0-9A-F]{2}) \| `([A-Z_]+)` \|", TEXT, re.M))
     assert {int(number, 16): name for number, name in rows.items()} == mcu_link.TYPE_NAMES
