@@ -12,7 +12,6 @@ Usage: python bench/protocol.py [--mb 1024] [--segment-mb 8] [--rounds 3]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 # the import path so that `protocol` below is the package, not this file.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from liuhen.verify_folder import verify_paths  # noqa: E402
+from liuhen.verify_folder import hash_file, verify_paths  # noqa: E402
 from protocol import manifest, signatures  # noqa: E402
 from protocol.trust import TrustList, trusted_key  # noqa: E402
 from simulators.synthetic import SyntheticDevice  # noqa: E402
@@ -53,11 +52,12 @@ def make_store(root: Path, total_mb: int, segment_mb: int) -> TrustList:
 
 
 def hash_all(root: Path) -> int:
+    """The baseline: plain hashlib SHA-256 of every media file, one after another."""
     total = 0
     for path in sorted(root.rglob("*.bin")):
-        with open(path, "rb") as f:
-            hashlib.file_digest(f, "sha256")
-            total += f.tell()
+        facts = hash_file(path)
+        assert facts is not None
+        total += facts.size
     return total
 
 

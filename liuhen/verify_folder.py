@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from protocol import chain, layout
@@ -12,11 +13,9 @@ from protocol.chain import FileFacts, Item, Report
 from protocol.manifest import Manifest
 from protocol.trust import TrustList
 
-# hashlib.file_digest reads into one reusable buffer and hashes without holding
-# the GIL: as fast as plain hashing of the file gets in Python.
-
 
 def hash_file(path: Path) -> FileFacts | None:
+    """Size and SHA-256 of a file read once, or None when there is no such file."""
     try:
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256")
@@ -60,16 +59,18 @@ def media_path(item: Item, m: Manifest) -> Path:
 
 
 class _PrefetchingHasher:
-    """Hashes the store's media files in one background thread, in store order.
+    """Hashes the store's media files in one worker process, in store order.
 
-    Hashing releases the GIL, so parsing manifests and checking signatures in
-    the main thread overlaps with it and verification runs at hashing speed.
+    Parsing manifests and checking signatures in this process then overlaps
+    with hashing, and verification runs at hashing speed. A thread would not
+    do: between chunks it needs the GIL back and waits behind the manifest
+    checks, so the two would take turns instead of running together.
     Only files named like media in the store layout are hashed ahead; anything
     else a manifest names is hashed when asked for.
     """
 
     def __init__(self, paths: list[Path]) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
         self._ahead: dict[Path, Future[FileFacts | None]] = {}
         for root in paths:
             if root.is_dir():
