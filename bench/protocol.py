@@ -103,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=1024, help="media to verify, MB (default 1024)")
     parser.add_argument("--segment-mb", type=int, default=8, help="segment size, MB (default 8)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--manifests", type=int, default=2000, help="manifests to sign and verify")
     args = parser.parse_args()
 

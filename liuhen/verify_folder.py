@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from protocol import chain, layout
@@ -58,33 +58,50 @@ def media_path(item: Item, m: Manifest) -> Path:
     return Path(item.location).parent / m.media["name"]
 
 
+def _hash_worker(files: list[Path], conn: Connection) -> None:
+    for path in files:
+        conn.send((path.resolve(), hash_file(path)))
+    conn.close()
+
+
 class _PrefetchingHasher:
-    """Hashes the store's media files in one worker process, in store order.
+    """Hashes the store's media files in a forked worker process, in store order.
 
     Parsing manifests and checking signatures in this process then overlaps
     with hashing, and verification runs at hashing speed. A thread would not
     do: between chunks it needs the GIL back and waits behind the manifest
     checks, so the two would take turns instead of running together.
     Only files named like media in the store layout are hashed ahead; anything
-    else a manifest names is hashed when asked for.
+    else a manifest names, or asks for twice, is hashed when asked for.
     """
 
     def __init__(self, paths: list[Path]) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        self._ahead: dict[Path, Future[FileFacts | None]] = {}
-        for root in paths:
-            if root.is_dir():
-                for path in sorted(root.rglob("*")):
-                    if layout.is_media_name(path.name):
-                        self._ahead[path.resolve()] = self._pool.submit(hash_file, path)
+        files = [p for root in paths if root.is_dir() for p in sorted(root.rglob("*")) if layout.is_media_name(p.name)]
+        self._pending = {p.resolve() for p in files}
+        self._ready: dict[Path, FileFacts | None] = {}
+        context = multiprocessing.get_context("fork")
+        self._conn, child_end = context.Pipe(duplex=False)
+        self._worker = context.Process(target=_hash_worker, args=(files, child_end), daemon=True)
+        self._worker.start()
+        child_end.close()
 
     def __call__(self, item: Item, m: Manifest) -> FileFacts | None:
-        path = media_path(item, m)
-        future = self._ahead.pop(path.resolve(), None)
-        return future.result() if future is not None else hash_file(path)
+        path = media_path(item, m).resolve()
+        if path not in self._pending:
+            return hash_file(path)
+        self._pending.discard(path)
+        try:
+            while path not in self._ready:
+                done, facts = self._conn.recv()
+                self._ready[done] = facts
+        except EOFError:  # the worker died: do the work here rather than report nonsense
+            return hash_file(path)
+        return self._ready.pop(path)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._worker.kill()
+        self._worker.join()
+        self._conn.close()
 
 
 def verify_paths(paths: list[Path], trust: TrustList, tolerance_ns: int = chain.DEFAULT_TIME_TOLERANCE_NS) -> Report:
