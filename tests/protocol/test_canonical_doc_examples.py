@@ -12,6 +12,7 @@ import pytest
 from protocol import canonical, mcu_link
 from protocol.canonical import CanonicalError
 from tests.doc_examples import document_text, examples
+from tests.protocol.test_canonical import tagged
 
 FAMILIES = ("canonical-", "mcu-")
 REQUIRED = {
@@ -44,14 +45,6 @@ def body(name: str) -> bytes:
 def partner(name: str) -> bytes:
     stem, dot, suffix = name.rpartition(".")
     return body(stem + PARTNERS[dot + suffix])
-
-
-def tagged(value: object) -> object:
-    if isinstance(value, list):
-        return ["list", [tagged(v) for v in value]]
-    if isinstance(value, dict):
-        return ["dict", sorted((k, tagged(v)) for k, v in value.items())]
-    return [type(value).__name__, value]
 
 
 def test_the_examples_are_there() -> None:
