@@ -142,12 +142,19 @@ class Segmenter:
         self.on_segment = on_segment
         self.segment_ns = segment_ns
         self.current: SegmentWriter | None = None
+        self.halted = False
+
+    def halt(self) -> None:
+        """Open no further segment (the owner stopped recording while handling a finished one)."""
+        self.halted = True
 
     def add(self, packet: EncodedPacket, prerecord: bool = False) -> None:
         cut = (packet.kind == VIDEO and packet.keyframe and self.current is not None
                and self.current.elapsed_ns(packet) >= self.segment_ns)
         if cut:
             self.finish()
+        if self.halted:
+            return
         if self.current is None:
             if packet.kind != VIDEO or not packet.keyframe:
                 raise SegmentError("recording must start at a video keyframe")

@@ -272,11 +272,15 @@ def _verify_device(v: _Verifier, device: str, entries: list[_Entry], head: tuple
     report = v.report.device(device)
     seen_sessions: set[str] = set()
     prev: _Entry | None = None
+    prev_timed: _Entry | None = None  # recovered segments carry the time they were recorded, before the boot
     for e in ordered:
         _check_link(v, device, prev, e, declared, head)
         if prev is not None:
-            _check_time(v, device, prev, e)
             _check_session(v, device, prev, e, seen_sessions)
+        if e.manifest.kind != manifest.RECOVERED_SEGMENT:
+            if prev_timed is not None:
+                _check_time(v, device, prev_timed, e)
+            prev_timed = e
         seen_sessions.add(e.manifest.session)
         prev = e
     report.manifests = len(ordered)

@@ -41,8 +41,9 @@ CHAIN_HEAD_MISMATCH = "chain.head_mismatch"
 DEVICE_REPLAYED = "device.replayed"
 TIME_BACKWARDS = "time.backwards"
 
-# Receipts
+# Receipts and assignments
 RECEIPT_MALFORMED = "receipt.malformed"
+ASSIGNMENT_MALFORMED = "assignment.malformed"
 
 # Codes that describe something intact (reported, but not a failure).
 INFORMATIONAL = frozenset({CHAIN_GAP_EXPLAINED})
@@ -73,6 +74,7 @@ DESCRIPTIONS: dict[str, str] = {
     DEVICE_REPLAYED: "a manifest of another device is presented as this device's",
     TIME_BACKWARDS: "time goes backwards between consecutive manifests beyond the tolerance",
     RECEIPT_MALFORMED: "the receipt lacks fields or has wrong types",
+    ASSIGNMENT_MALFORMED: "the officer assignment lacks fields, has wrong types or names another device",
 }
 
 
