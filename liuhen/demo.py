@@ -15,8 +15,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from hardware.keystore import read_private_key
 from liuhen.cli import main as liuhen
-from liuhen.keyfiles import read_private_key, write_private_key
+from liuhen.keyfiles import write_private_key
 from protocol import layout, signatures
 from protocol.tlog import checkpoint, merkle, proof_bundle
 from simulators.synthetic import typical_shift

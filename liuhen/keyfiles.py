@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
+from hardware.keystore import KeyFileError
 from protocol import signatures
 from protocol.trust import TrustFileError, TrustList, parse_trust_list
-
-
-class KeyFileError(ValueError):
-    pass
 
 
 def write_private_key(path: Path, key: signatures.PrivateKeyObject) -> None:
@@ -24,21 +20,6 @@ def write_private_key(path: Path, key: signatures.PrivateKeyObject) -> None:
         f.write(signatures.private_pem(key))
         f.flush()
         os.fsync(f.fileno())
-
-
-def read_private_key(path: Path) -> signatures.PrivateKeyObject:
-    """Load a private key, refusing one that others may read (as ssh does)."""
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"key file {path} is accessible to others (mode {stat.filemode(mode)}); chmod 600 it")
-    try:
-        return signatures.load_private_key(data)
-    except ValueError as exc:
-        raise KeyFileError(f"{path}: {exc}") from exc
 
 
 def read_public_key(path: Path) -> signatures.PublicKeyObject:

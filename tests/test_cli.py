@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from liuhen.keyfiles import read_private_key
+from hardware.keystore import read_private_key
 from protocol import signatures
 from simulators.synthetic import typical_shift
 
