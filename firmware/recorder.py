@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class Recorder:
         self.open: _Open | None = None
         self.assignment: Assignment | None = None
         self.last_reminder_ns = 0
+        self.overlay_second = -1
         self.warned_fraction = 0.0
         self._open_index = 0
         self.committed: list[Manifest] = []
@@ -190,8 +192,11 @@ class Recorder:
                                                 "gateway": assignment.fields["gateway"]})
 
     def _overlay_lines(self) -> list[str]:
+        """UTC time, device serial and officer number, as GA/T 947 and Axon show them."""
+        assert self.clock is not None
+        utc = datetime.fromtimestamp(self.clock.utc_ns() // NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         officer = self.assignment.officer_number if self.assignment else "------"
-        return [f"{self.store.device}  {officer}"]
+        return [utc, self.store.device, f"OFFICER {officer}"]
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -322,6 +327,9 @@ class Recorder:
     def tick(self) -> None:
         """Periodic work between packets: GNSS time, the recording reminder."""
         now = self.monotonic_ns()
+        if now // NS != self.overlay_second:
+            self.overlay_second = now // NS
+            self.media.set_overlay(self._overlay_lines())
         if self.open is None:  # while recording, time steps wait for the next segment boundary
             self._discipline_clock()
         interval = self.config.haptic_reminder_seconds * NS
@@ -367,6 +375,9 @@ class Recorder:
                 self.tick()
         finally:
             self.media.stop()
+            # What the encoder still held at stop is footage too.
+            while (packet := self.media.read(timeout=1.0)) is not None:
+                self.handle_packet(packet)
 
     def shutdown(self) -> None:
         """A clean stop: finish the open segment and mark the store as cleanly closed."""

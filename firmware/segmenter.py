@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from firmware.durable import HashingWriter
-from hardware.media import AUDIO, VIDEO, EncodedPacket, StreamInfo
+from hardware.media import VIDEO, EncodedPacket, StreamInfo, add_mux_stream, to_av_packet
 
 CONTAINER = "mp4-fragmented"
 # frag_discont keeps each packet's own timestamp in the fragment's decode time
@@ -59,28 +59,10 @@ class SegmentWriter:
         self._writer = HashingWriter(path)
         self._out = av.open(self._writer, "w", format="mp4", options=MUX_OPTIONS)
         self._infos = {info.kind: info for info in streams}
-        self._streams = {info.kind: self._add_stream(info) for info in streams}
+        self._streams = {info.kind: add_mux_stream(self._out, info) for info in streams}
         self.frames = self.audio_frames = 0
         self._first: EncodedPacket | None = None
         self._last_video: EncodedPacket | None = None
-
-    def _add_stream(self, info: StreamInfo) -> av.stream.Stream:
-        if info.kind == VIDEO:
-            # A mux-only stream: SPS/PPS come in-band with each keyframe, and no
-            # encoder is opened that would write parameter sets of its own.
-            stream = self._out.add_mux_stream(info.codec, width=info.width, height=info.height)
-        else:
-            # The AAC AudioSpecificConfig depends only on profile, rate and
-            # channels, so the muxer's own (checked below) equals the source's.
-            layout = "mono" if info.channels == 1 else "stereo"
-            stream = self._out.add_stream(info.codec, rate=info.sample_rate, layout=layout)
-        stream.time_base = info.time_base
-        return stream
-
-    def _check_audio_config(self) -> None:
-        info, stream = self._infos.get(AUDIO), self._streams.get(AUDIO)
-        if info is not None and stream is not None and stream.codec_context.extradata != info.extradata:
-            raise SegmentError("the audio source's AudioSpecificConfig differs from what the muxer writes")
 
     def write(self, packet: EncodedPacket) -> None:
         info = self._infos[packet.kind]
@@ -88,14 +70,7 @@ class SegmentWriter:
             if packet.kind != VIDEO or not packet.keyframe:
                 raise SegmentError("a segment must start with a video keyframe")
             self._first = packet
-        out = av.Packet(packet.data)
-        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
-        out.time_base = info.time_base
-        out.is_keyframe = packet.keyframe
-        out.stream = self._streams[packet.kind]
-        self._out.mux(out)
-        if self._first is packet:
-            self._check_audio_config()
+        self._out.mux(to_av_packet(packet, self._streams[packet.kind], info.time_base))
         if packet.kind == VIDEO:
             self.frames += 1
             self._last_video = packet

@@ -154,7 +154,7 @@ def test_assignment_goes_into_manifests_and_overlay(tmp_path: Path, media) -> No
     rec.assign(assignment.open_assignment(env, rig.gateways, DEVICE))
     rig.feed(rec, 9.0, {3.0: "record"})
     rec.shutdown()
-    assert rec.media.overlay == [f"{DEVICE}  110234"]
+    assert rec.media.overlay[1:] == [DEVICE, "OFFICER 110234"]
     assert all(m.fields["assignment"]["officer"] == "110234" for m in segments(rec))
     assert rig.verify() == set()
     # The assignment survives a reboot.

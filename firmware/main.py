@@ -1,0 +1,112 @@
+"""The recorder process: build the hardware from the configuration and run the recorder.
+
+The same code runs on a Raspberry Pi and against simulated hardware: the GNSS
+receiver and the supervisor MCU are reached through serial ports (a UART or a
+pty), and the camera driver is named in the configuration as `module:Class`
+(picamera2 on a Pi, the simulated camera for testers), so nothing here knows
+which it has.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from firmware.config import RecorderConfig
+from firmware.recorder import Recorder
+from firmware.store import RecorderStore
+from hardware.gnss_serial import SerialGnss
+from hardware.keystore import read_private_key
+from hardware.media import MediaSource
+from hardware.storage import Storage
+from hardware.supervisor import Supervisor
+from protocol import signatures
+from protocol.trust import TrustList, parse_trust_list
+
+log = logging.getLogger("liuhen.recorder")
+
+
+class SecureElementSigner:
+    """A Signer whose ES256 key never leaves the supervisor MCU's secure element."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        der = supervisor.secure_element_public_key()
+        if der is None:
+            raise RuntimeError("no key_file configured and the supervisor has no secure element")
+        self._supervisor = supervisor
+        self._keyid = signatures.key_id(signatures.public_key_from_spki(der))
+
+    @property
+    def alg(self) -> str:
+        return signatures.ES256
+
+    @property
+    def keyid(self) -> str:
+        return self._keyid
+
+    def sign(self, message: bytes) -> bytes:
+        return self._supervisor.secure_element_sign(message)
+
+
+def load_driver(spec: str, options: dict[str, Any]) -> Any:
+    """Instantiate `module:Class` from the configuration with its options."""
+    module_name, _, class_name = spec.partition(":")
+    if not class_name:
+        raise ValueError(f"driver {spec!r} must be written module:Class")
+    return getattr(importlib.import_module(module_name), class_name)(**options)
+
+
+def _supervisor(config: RecorderConfig) -> Supervisor | None:
+    if not config.mcu_port:
+        return None
+    from hardware.supervisor_serial import SerialSupervisor
+
+    return SerialSupervisor(config.mcu_port)
+
+
+def _signer(config: RecorderConfig, supervisor: Supervisor | None) -> signatures.Signer:
+    if config.key_file is not None:
+        return signatures.KeySigner(read_private_key(config.key_file))
+    if supervisor is None:
+        raise RuntimeError("no key_file configured and no supervisor MCU to sign with")
+    return SecureElementSigner(supervisor)
+
+
+def _gateways(path: Path | None) -> TrustList | None:
+    return parse_trust_list(path.read_bytes()) if path else None
+
+
+def build(config: RecorderConfig) -> Recorder:
+    supervisor = _supervisor(config)
+    if supervisor is not None:
+        supervisor.start()
+    gnss = SerialGnss(config.gnss_port, config.gnss_baud) if config.gnss_port else None
+    if gnss is not None:
+        gnss.start()
+    media: MediaSource = load_driver(config.camera_driver, config.camera_options)
+    store = RecorderStore(config.store, config.device)
+    return Recorder(config, store, _signer(config, supervisor), media, supervisor=supervisor, gnss=gnss,
+                    storage=Storage(config.store, config.storage_quota_bytes),
+                    gateways=_gateways(config.gateway_trust_file))
+
+
+def run(config: RecorderConfig) -> int:
+    recorder = build(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    recorder.boot()
+    log.info("recorder %s up: session %s, head seq %d", config.device, recorder.session, recorder.store.head().seq)
+    try:
+        recorder.run(stop.is_set)
+    finally:
+        recorder.shutdown()
+        for part in (recorder.gnss, recorder.supervisor):
+            if part is not None:
+                part.stop()
+    log.info("recorder %s stopped cleanly", config.device)
+    return 0
