@@ -76,7 +76,7 @@ def mux(path: Path, streams: Sequence[StreamInfo], packets: Sequence[EncodedPack
 def ffprobe(path: Path) -> dict[str, dict]:
     """ffprobe's view of each stream (decoding every frame), by codec type."""
     if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe not installed (Debian package ffmpeg)")
+        pytest.fail("ffprobe not installed: apt-get install ffmpeg (.ci/run does)")
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(path)],
         capture_output=True, text=True, check=True)
