@@ -342,7 +342,9 @@ class Recorder:
         """Follow GNSS time; a step is signed as a clock-sync record, between segments, never inside one."""
         assert self.clock is not None
         fix = self.gnss.latest() if self.gnss else None
-        if fix is None or fix.utc_ns is None or fix.mono_ns == self.clock.last_gnss_mono:
+        # Only a real fix: status V times are the receiver's own guess, and a jump is not to be followed.
+        if (fix is None or not fix.valid or fix.time_jump or fix.utc_ns is None
+                or fix.mono_ns == self.clock.last_gnss_mono):
             return
         step = self.clock.gnss_time(fix.utc_ns, fix.mono_ns)
         if step is not None:
