@@ -1,5 +1,10 @@
 """The supervisor MCU as the main board sees it: buttons, LEDs, haptic, battery,
-RTC, power-fail warning, tamper switch and the secure element."""
+RTC, power-fail warning, tamper switch and the secure element.
+
+The real driver is `hardware.supervisor_serial.SerialSupervisor` (the MCU link of
+docs/protocol.md section 2 over a UART); `simulators.mcu.SimulatedMcu` runs the MCU's own code
+behind a pty for it to open.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,21 @@ RECORD = "record"
 MARK = "mark"
 POWER = "power"
 
+# LEDs (GA/T 947: green = on, yellow = recording audio, red = recording video) and their modes.
+GREEN = "green"
+YELLOW = "yellow"
+RED = "red"
+LED_OFF = "off"
+LED_ON = "on"
+LED_BLINK = "blink"
+
 
 @dataclass(frozen=True)
 class ButtonEvent:
     button: str  # RECORD, MARK or POWER
-    long_press: bool
-    mcu_ms: int  # MCU uptime when the press was debounced
-    mono_ns: int  # main-board monotonic time when the event arrived
+    long_press: bool  # held for the long-press time (reported then, not at release)
+    mcu_ms: int  # MCU uptime when the button went down (debounced)
+    mono_ns: int  # main-board monotonic time when the button went down (arrival less the press's age)
 
 
 @dataclass(frozen=True)
@@ -33,12 +46,15 @@ class PowerFail:
 
     mono_ns: int
     millivolts: int
+    ms_left: int = 0  # about how long the supply holds after the warning
 
 
 @dataclass(frozen=True)
 class Tamper:
     opened: bool
     mono_ns: int
+    count: int = 0  # openings since the MCU started: a jump means openings went unreported
+    source: str = "case"
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,19 @@ class RtcTime:
 
 
 SupervisorEvent = ButtonEvent | BatteryStatus | PowerFail | Tamper
+
+
+class SupervisorError(Exception):
+    """The MCU refused a request or the link failed: `.code` is stable, `.message` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class SupervisorTimeout(SupervisorError, TimeoutError):
+    """The MCU did not answer (code "mcu.timeout")."""
 
 
 class Supervisor(Protocol):
@@ -61,11 +90,17 @@ class Supervisor(Protocol):
         """GA/T 947: green = on, yellow = recording audio, red = recording video."""
         ...
 
-    def haptic(self, pattern_ms: list[int]) -> None:
-        """Vibrate/beep: on, off, on ... durations in milliseconds."""
+    def set_led(self, led: str, mode: str, period_ms: int = 1000) -> None:
+        """One LED (GREEN, YELLOW, RED) LED_OFF, LED_ON or LED_BLINK (on for the first half of each period)."""
         ...
 
-    def battery(self) -> BatteryStatus | None: ...
+    def haptic(self, pattern_ms: list[int]) -> None:
+        """Vibrate/beep: on, off, on ... durations in milliseconds; [] stops."""
+        ...
+
+    def battery(self) -> BatteryStatus | None:
+        """The battery now (asked of the MCU); None when there is no battery gauge."""
+        ...
 
     def rtc_read(self) -> RtcTime: ...
 

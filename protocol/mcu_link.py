@@ -37,7 +37,8 @@ NACK = 0x02  # both: the frame with body["seq"] arrived intact but was refused
 BUTTON = 0x10  # MCU: a button was pressed, released or held
 LED_SET = 0x11  # main: set an LED
 HAPTIC = 0x12  # main: run the vibration motor
-BATTERY = 0x13  # MCU: battery state
+BATTERY = 0x13  # MCU: battery state (a report, or the answer to BATTERY_GET)
+BATTERY_GET = 0x14  # main: ask for the battery state
 RTC_GET = 0x20  # main: ask for the RTC time
 RTC_TIME = 0x21  # MCU: the RTC time (answers RTC_GET)
 RTC_SET = 0x22  # main: set the RTC
@@ -45,6 +46,8 @@ POWER_FAIL = 0x30  # MCU: supply about to fail; finish writes now
 TAMPER = 0x31  # MCU: the enclosure switch or another tamper input fired
 SIGN_REQUEST = 0x40  # main: sign a digest with the key behind the MCU
 SIGN_RESPONSE = 0x41  # MCU: the signature (answers SIGN_REQUEST)
+KEY_GET = 0x42  # main: ask for the public key behind the MCU
+KEY_INFO = 0x43  # MCU: the public key (answers KEY_GET)
 
 TYPE_NAMES = {
     ACK: "ACK",
@@ -53,6 +56,7 @@ TYPE_NAMES = {
     LED_SET: "LED_SET",
     HAPTIC: "HAPTIC",
     BATTERY: "BATTERY",
+    BATTERY_GET: "BATTERY_GET",
     RTC_GET: "RTC_GET",
     RTC_TIME: "RTC_TIME",
     RTC_SET: "RTC_SET",
@@ -60,6 +64,8 @@ TYPE_NAMES = {
     TAMPER: "TAMPER",
     SIGN_REQUEST: "SIGN_REQUEST",
     SIGN_RESPONSE: "SIGN_RESPONSE",
+    KEY_GET: "KEY_GET",
+    KEY_INFO: "KEY_INFO",
 }
 
 Frame = namedtuple("Frame", ("ftype", "seq", "payload"))

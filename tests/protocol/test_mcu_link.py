@@ -270,7 +270,7 @@ def test_message_errors() -> None:
 
 def test_frame_types() -> None:
     names = mcu_link.TYPE_NAMES
-    assert len(set(names)) == len(names) == 13
+    assert len(set(names)) == len(names) == 16
     for number, name in names.items():
         assert getattr(mcu_link, name) == number
         assert 0 < number < 256

