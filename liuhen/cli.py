@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "liuhen.verify_cmd",
     "liuhen.keys_cmd",
+    "firmware.cli",
+    "simulators.cli",
 )
 
 EXIT_USAGE = 2
