@@ -108,5 +108,8 @@ def run(config: RecorderConfig) -> int:
         for part in (recorder.gnss, recorder.supervisor):
             if part is not None:
                 part.stop()
+    produced = getattr(recorder.media, "frames_produced", None)
+    if produced is not None:
+        log.info("camera produced %d video frames", produced)
     log.info("recorder %s stopped cleanly", config.device)
     return 0

@@ -74,6 +74,7 @@ class Recorder:
         self.assignment: Assignment | None = None
         self.last_reminder_ns = 0
         self.overlay_second = -1
+        self.boot_mono_ns = 0
         self.warned_fraction = 0.0
         self._open_index = 0
         self.committed: list[Manifest] = []
@@ -84,6 +85,7 @@ class Recorder:
         rtc = self.supervisor.rtc_read() if self.supervisor else None
         rtc_ns, rtc_valid = (rtc.utc_ns, rtc.valid) if rtc else (self.wall_ns(), True)
         self.clock = TimeKeeper(self.monotonic_ns, rtc_ns, rtc_valid)
+        self.boot_mono_ns = self.monotonic_ns()
         self.session = secrets.token_hex(16)
         self.assignment = self._load_assignment()
         running = self.store.state / "running"
@@ -127,7 +129,10 @@ class Recorder:
         media = self._media_fields(r.sha256, r.kept_bytes, r.duration_ns, r.frames)
         times = {"start_ns": start, "end_ns": start + r.duration_ns,
                  "source": info.time_source if info else "unsynced", "mono_start_ns": now, "mono_end_ns": now}
-        m = self._sign(manifest.RECOVERED_SEGMENT, {"fragments": r.fragments}, media=media, times=times,
+        detail: dict[str, Any] = {"fragments": r.fragments}
+        if info is not None:
+            detail.update(session=info.session, mono_start_ns=info.mono_start_ns)
+        m = self._sign(manifest.RECOVERED_SEGMENT, detail, media=media, times=times,
                        prerecord=bool(info and info.prerecord), media_src=path)
         path.with_suffix(".json").unlink(missing_ok=True)
         return m
@@ -214,6 +219,8 @@ class Recorder:
             self.buffer.add(packet)
 
     def handle_event(self, event: SupervisorEvent) -> None:
+        if isinstance(event, ButtonEvent) and event.mono_ns < self.boot_mono_ns:
+            return  # pressed before this boot (the MCU resends unacknowledged presses): not meant for us
         if isinstance(event, ButtonEvent) and event.button == RECORD:
             self.toggle_recording(event.mono_ns)
         elif isinstance(event, ButtonEvent) and event.button == MARK:
@@ -279,14 +286,13 @@ class Recorder:
         assert self.clock is not None
         return self.clock.utc_ns(mono_ns)
 
-    def _new_segment_path(self) -> Path:
+    def _new_segment_path(self, first: EncodedPacket) -> Path:
         assert self.clock is not None and self.open is not None
         self._open_index += 1
         path = self.store.open_segment_path(self.session, self._open_index)
-        now = self.monotonic_ns()
-        oldest = self.buffer.oldest_ns
-        info = OpenSegmentInfo(self.clock.utc_ns(min(now, oldest) if oldest else now),
-                               self.clock.source(now), prerecord=self._open_index == 1)
+        info = OpenSegmentInfo(self.clock.utc_ns(first.capture_ns), self.clock.source(first.capture_ns),
+                               prerecord=first.capture_ns < self.open.press_mono_ns, session=self.session,
+                               mono_start_ns=first.capture_ns)
         atomic_write(path.with_suffix(".json"), info.to_bytes())
         return path
 

@@ -26,6 +26,8 @@ class OpenSegmentInfo:
     utc_start_ns: int
     time_source: str
     prerecord: bool
+    session: str  # the boot session that recorded it, and its monotonic clock at the first frame
+    mono_start_ns: int
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__).encode()

@@ -3,8 +3,7 @@
 Segments start only at a video keyframe, so each one plays on its own, and a
 packet goes into exactly one segment, so consecutive segments neither lose nor
 repeat a frame. Each file is hashed while it is written and fsynced fragment by
-fragment (one fragment per keyframe interval, about 1 s), which bounds what a
-power cut can take.
+fragment (half a second each), which bounds what a power cut can take.
 """
 
 from __future__ import annotations
@@ -23,7 +22,11 @@ CONTAINER = "mp4-fragmented"
 # frag_discont keeps each packet's own timestamp in the fragment's decode time
 # and avoid_negative_ts=disabled stops the muxer from shifting it to zero, so
 # segment N+1 starts exactly where segment N ended.
-MUX_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+frag_discont", "avoid_negative_ts": "disabled"}
+# Fragments of at most half a second (a keyframe also starts one) bound what a
+# power cut takes: only the fragment being written is lost.
+FRAGMENT_US = 500_000
+MUX_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+frag_discont", "avoid_negative_ts": "disabled",
+               "frag_duration": str(FRAGMENT_US)}
 NS = 1_000_000_000
 
 
@@ -108,7 +111,7 @@ class SegmentWriter:
 class Segmenter:
     """Feeds packets into segments of about `segment_ns`, cut at the first keyframe after it."""
 
-    def __init__(self, streams: list[StreamInfo], new_path: Callable[[], Path],
+    def __init__(self, streams: list[StreamInfo], new_path: Callable[[EncodedPacket], Path],
                  on_segment: Callable[[SegmentFile], None], segment_ns: int = 10 * NS) -> None:
         if not streams or streams[0].kind != VIDEO:
             raise SegmentError("the first stream must be video")
@@ -133,7 +136,7 @@ class Segmenter:
         if self.current is None:
             if packet.kind != VIDEO or not packet.keyframe:
                 raise SegmentError("recording must start at a video keyframe")
-            self.current = SegmentWriter(self.new_path(), self.streams, prerecord)
+            self.current = SegmentWriter(self.new_path(packet), self.streams, prerecord)
         self.current.write(packet)
 
     def finish(self) -> None:

@@ -4,9 +4,10 @@ The recorder runs as its own process (`liuhen recorder run`), unchanged: it
 opens the simulated GNSS receiver and supervisor MCU on ptys with its real
 serial drivers, and its configuration names the simulated camera as its camera
 driver. This module plays the officer: it presses record on the MCU, waits,
-presses stop, and shuts the recorder down; with power-cut faults it kills the
-recorder process (SIGKILL, as a pulled battery would) at random instants and
-starts it again, pressing record each time.
+and switches the recorder off while it records (SIGTERM: the open segment is
+closed and signed); with power-cut faults it kills the recorder process
+(SIGKILL, as a pulled battery would) at random instants and starts it again,
+pressing record each time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from hardware.keystore import read_private_key
-from protocol import signatures
+from protocol import layout, manifest, signatures
+from protocol.manifest import Manifest
 from protocol.trust import TrustList, parse_trust_list, trusted_key
 from simulators.gnss import PATROL, SimulatedGnss, load_scenario
 from simulators.mcu import SimulatedMcu
@@ -71,7 +74,10 @@ class SimRun:
     segment_seconds: int = 10
     prerecord_seconds: float = 30.0
     seed: int | None = None
+    press_delay_s: float = 0.0  # how long after the recorder is up the officer presses record
+    marks_at_s: list[float] = field(default_factory=list)  # mark presses, seconds into the recording
     kills: list[float] = field(default_factory=list)  # seconds into the recording of each power cut
+    kill_mono_ns: list[int] = field(default_factory=list)  # the same instants on CLOCK_MONOTONIC
 
     @property
     def store(self) -> Path:
@@ -150,6 +156,12 @@ class RecorderProcess:
             time.sleep(0.05)
         raise SimError(f"the recorder did not say {mark!r} within {timeout} s; see {self.log_path}")
 
+    def frames_produced(self) -> int | None:
+        """What the camera of the last (cleanly stopped) run says it produced."""
+        assert self.log_path is not None
+        found = re.findall(r"camera produced (\d+) video frames", self.log_path.read_text(errors="replace"))
+        return int(found[-1]) if found else None
+
     def kill(self) -> None:
         """A power cut: no chance to close anything."""
         assert self.proc is not None
@@ -192,26 +204,57 @@ def record(run: SimRun) -> dict[str, Any]:
     recorder = RecorderProcess(_config(run, gnss, mcu), run.out / "logs")
     try:
         recorder.start()
+        time.sleep(run.press_delay_s)
         mcu.press("record")
-        cuts = sorted(rng.uniform(0.5, run.seconds) for _ in range(run.faults.power_cuts))
         started = time.monotonic()
-        for cut in cuts:
-            _sleep_until(started + cut)
+        for at in sorted(run.marks_at_s):
+            _sleep_until(started + at)
+            mcu.press("mark")
+        # Each cut comes a random while after the recording (re)started, so every one hits a recording.
+        mean_gap = run.seconds / (run.faults.power_cuts + 1)
+        for _ in range(run.faults.power_cuts):
+            time.sleep(rng.uniform(0.5, max(0.6, 2 * mean_gap - 0.5)))
+            run.kill_mono_ns.append(time.monotonic_ns())
             recorder.kill()
             run.kills.append(time.monotonic() - started)
             recorder.start()
             mcu.press("record")
         _sleep_until(started + run.seconds)
-        mcu.press("record")  # stop
-        time.sleep(0.5)
-        recorder.stop()
+        recorder.stop()  # switched off while recording: the open segment is closed and signed
     finally:
         if recorder.proc is not None and recorder.proc.poll() is None:
             recorder.kill()
         mcu.stop()
         gnss.stop()
     return {"device": run.device, "store": str(run.store), "trust": str(run.trust_path),
-            "recorder_starts": recorder.starts, "power_cuts_at_s": [round(k, 3) for k in run.kills]}
+            "recorder_starts": recorder.starts, "power_cuts_at_s": [round(k, 3) for k in run.kills],
+            "frames_produced_last_run": recorder.frames_produced(),
+            "lost_per_cut_ms": [None if loss is None else loss // 1_000_000
+                                for loss in power_cut_losses(run.store / run.device, run.kill_mono_ns)]}
+
+
+def _manifests(device_dir: Path) -> list[Manifest]:
+    return [manifest.parse(signatures.open_envelope(p.read_bytes()).payload)
+            for p in sorted(device_dir.glob(f"*{layout.MANIFEST_SUFFIX}"))]
+
+
+def power_cut_losses(device_dir: Path, kill_mono_ns: list[int]) -> list[int | None]:
+    """For each power cut, how much footage (ns) recorded before it is not in the store.
+
+    The i-th cut ended the i-th boot session. What that session kept ends at its
+    last segment or, for the segment open at the cut, at the recovered part of it;
+    the loss is the time from there to the cut (None: nothing was recording).
+    """
+    manifests = _manifests(device_dir)
+    sessions = [m.session for m in manifests if m.kind == manifest.BOOT]
+    ends: dict[str, int] = {}
+    for m in manifests:
+        if m.kind == manifest.SEGMENT:
+            ends[m.session] = max(ends.get(m.session, 0), m.time["mono_end_ns"])
+        elif m.kind == manifest.RECOVERED_SEGMENT and "session" in m.detail:
+            end = m.detail["mono_start_ns"] + m.media["duration_ns"]
+            ends[m.detail["session"]] = max(ends.get(m.detail["session"], 0), end)
+    return [kill - ends[s] if s in ends else None for s, kill in zip(sessions, kill_mono_ns, strict=False)]
 
 
 def _sleep_until(deadline: float) -> None:
