@@ -25,6 +25,7 @@ class RecorderConfig:
     storage_warn_fractions: tuple[float, ...] = (0.8, 0.9, 0.95)
     storage_quota_bytes: int | None = None
     low_battery_percent: int = 5
+    record_at_boot: bool = False  # start recording by itself after boot (vehicle mounts, fixed posts)
     camera_driver: str = "hardware.camera_picamera2:Picamera2Camera"
     camera_options: dict[str, Any] = field(default_factory=dict)
     gnss_port: str | None = "/dev/serial0"

@@ -100,6 +100,8 @@ def run(config: RecorderConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     recorder.boot()
+    if config.record_at_boot:
+        recorder.start_recording(recorder.monotonic_ns())
     log.info("recorder %s up: session %s, head seq %d", config.device, recorder.session, recorder.store.head().seq)
     try:
         recorder.run(stop.is_set)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.config import RecorderConfig
-from firmware.durable import atomic_write
+from firmware.durable import atomic_write, write_unsynced
 from firmware.prerecord import PreRecordBuffer
 from firmware.recovery import OpenSegmentInfo, Recovered, recover_file
 from firmware.segmenter import CONTAINER, NS, Segmenter, SegmentFile
@@ -293,7 +293,9 @@ class Recorder:
         info = OpenSegmentInfo(self.clock.utc_ns(first.capture_ns), self.clock.source(first.capture_ns),
                                prerecord=first.capture_ns < self.open.press_mono_ns, session=self.session,
                                mono_start_ns=first.capture_ns)
-        atomic_write(path.with_suffix(".json"), info.to_bytes())
+        # Carried to disk by the segment's first fragment fsync; were it lost, a
+        # recovery would still work, estimating the start time.
+        write_unsynced(path.with_suffix(".json"), info.to_bytes())
         return path
 
     def _segment_done(self, seg: SegmentFile) -> None:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.durable import atomic_write, durable_rename, fsync_dir
+from firmware.durable import DurableCounter, atomic_write, fsync_dir, place
 from protocol import layout, manifest, receipts, signatures
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
@@ -54,12 +54,12 @@ class RecorderStore:
         self.receipt_dir = self.state / "receipts"
         for d in (self.dir, self.state, self.open_dir, self.receipt_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self._next_seq = DurableCounter(self.state / "next_seq")
 
     # -- sequence numbers and the chain head ------------------------------------------------
 
     def next_seq(self) -> int:
-        path = self.state / "next_seq"
-        return int(path.read_text()) if path.exists() else 0
+        return self._next_seq.read()
 
     def reserve_seq(self) -> int:
         """Take the next sequence number, durably, before anything is signed with it.
@@ -67,11 +67,13 @@ class RecorderStore:
         A crash after this and before the manifest is written leaves a gap that
         the next boot's recovery record explains; a number is never used twice.
         """
-        seq = self.next_seq()
-        atomic_write(self.state / "next_seq", str(seq + 1).encode())
+        seq = self._next_seq.read()
+        self._next_seq.set(seq + 1)
         return seq
 
     def head(self) -> Head:
+        """The last committed manifest: the newest one in the store, or, once that was freed, the
+        one recorded when footage was last freed."""
         path = self.state / "head"
         head = Head(-1, manifest.genesis(self.device))
         if path.exists():
@@ -100,12 +102,11 @@ class RecorderStore:
         if m.device != self.device:
             raise StoreError(f"manifest of {m.device} offered to {self.device}'s store")
         if media_src is not None:
-            durable_rename(media_src, self.dir / m.media["name"])
+            place(media_src, self.dir / m.media["name"])  # made durable, before it, by the manifest's write
         target = self.dir / layout.manifest_name(m.seq)
         if target.exists():
             raise StoreError(f"{target} exists: a sequence number is never reused")
         atomic_write(target, envelope)
-        self._set_head(m.seq, m.hash)
 
     def load(self, seq: int) -> StoredManifest:
         path = self.dir / layout.manifest_name(seq)
@@ -173,6 +174,8 @@ class RecorderStore:
     def free(self, seqs: list[int]) -> int:
         """Delete footage a dock receipt covers; refuse anything else. Returns bytes freed."""
         received = self.received()
+        head = self.head()
+        self._set_head(head.seq, head.hash)  # the newest manifest may be among those freed
         uncovered = [s for s in seqs if s not in received]
         if uncovered:
             raise StoreError(f"no dock receipt for seq {uncovered}: footage is kept")
