@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/protocol.py
+	$(BIN)/python bench/recorder.py
 
 clean:
 	rm -rf $(VENV) node_modules
