@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import av
-import pytest
 
 from liuhen.verify_folder import verify_paths
 from protocol import manifest, signatures
