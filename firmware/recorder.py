@@ -26,7 +26,16 @@ from firmware.timekeeper import TimeKeeper
 from hardware.gnss import GnssReceiver
 from hardware.media import AUDIO, EncodedPacket, MediaSource
 from hardware.storage import Storage
-from hardware.supervisor import MARK, RECORD, BatteryStatus, ButtonEvent, PowerFail, Supervisor, SupervisorEvent
+from hardware.supervisor import (
+    MARK,
+    RECORD,
+    BatteryStatus,
+    ButtonEvent,
+    PowerFail,
+    Supervisor,
+    SupervisorEvent,
+    Tamper,
+)
 from protocol import layout, manifest, signatures
 from protocol.assignment import Assignment, open_assignment
 from protocol.manifest import Manifest
@@ -229,6 +238,9 @@ class Recorder:
             self.power_fail()
         elif isinstance(event, BatteryStatus):
             self._battery(event)
+        elif isinstance(event, Tamper):
+            # Opening the case is how storage or a key would be got at: it goes into the chain.
+            self._sign(manifest.TAMPER, {"opened": event.opened, "count": event.count, "source": event.source})
 
     def toggle_recording(self, mono_ns: int) -> None:
         if self.state == STANDBY:

@@ -9,6 +9,7 @@ from firmware.recorder import STANDBY, STORAGE_FULL, Recorder
 from firmware.store import RecorderStore
 from hardware.media import EncodedPacket, StreamInfo
 from hardware.storage import Storage
+from hardware.supervisor import PowerFail, Tamper
 from liuhen.verify_folder import verify_paths
 from protocol import assignment, errors, manifest, signatures
 from protocol.trust import TrustList, trusted_key
@@ -167,3 +168,14 @@ def test_assignment_for_another_device_is_refused(tmp_path: Path, media) -> None
                                          "officer": {"number": "1", "name": "x", "unit_code": "1", "unit_name": "x"}})
     with pytest.raises(errors.ProtocolError):
         assignment.open_assignment(env, rig.gateways, DEVICE)
+
+
+def test_tamper_and_power_fail_events(tmp_path: Path, media) -> None:
+    rig = Rig(tmp_path / "store", media)
+    rec = rig.recorder()
+    rig.feed(rec, 6.0, {2.0: "record"})
+    rec.handle_event(Tamper(opened=True, mono_ns=rig.now, count=1))
+    assert rec.committed[-1].kind == manifest.TAMPER and rec.committed[-1].detail["opened"] is True
+    rec.handle_event(PowerFail(mono_ns=rig.now, millivolts=3000))
+    assert rec.open is None and not (rig.root / ".state" / "running").exists()
+    assert segments(rec) and rig.verify() == set()
