@@ -32,11 +32,14 @@ class RecorderConfig:
     gnss_baud: int = 9600
     mcu_port: str | None = "/dev/ttyAMA1"
     gateway_trust_file: Path | None = None  # trust list of the station gateways (receipts, assignments)
+    mqtt_url: str = ""  # telemetry broker, mqtt://host:port or mqtts://...; empty: no telemetry
+    mqtt_ca_file: Path | None = None  # CA for mqtts:// brokers
+    telemetry_outbox: Path | None = None  # None: <store>/.state/telemetry
     firmware_version: str = "0.1.0"
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("store", "key_file", "gateway_trust_file") and value is not None:
+    if name in ("store", "key_file", "gateway_trust_file", "mqtt_ca_file", "telemetry_outbox") and value is not None:
         return Path(value)
     if name == "storage_warn_fractions":
         return tuple(value)

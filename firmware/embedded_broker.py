@@ -4,6 +4,13 @@ amqtt is asyncio; the recorder, the gateway and the tests are threads. So the
 broker gets a thread of its own running its own event loop, and start()/stop()
 are plain blocking calls. amqtt keeps nothing on disk: retained messages and
 sessions are gone after stop(), as with Mosquitto run with `persistence false`.
+
+We listen ourselves and hand each connection to amqtt (its "external"
+listener) rather than letting amqtt listen, for two reasons: we learn the port
+the system picked for port 0 without reaching into amqtt, and stop() can drop
+every connection before amqtt shuts down. amqtt's own shutdown cancels each
+connection's reader, and on Python 3.11 a cancel that meets arriving data is
+swallowed (asyncio.wait_for), which hangs the shutdown forever.
 """
 
 from __future__ import annotations
@@ -14,13 +21,64 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 
 log = logging.getLogger("liuhen.broker")
 
-# Anonymous access only: the embedded broker listens on loopback or a station LAN;
-# the authenticating deployment is Mosquitto with its own configuration.
-_PLUGINS: dict[str, Any] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+_LISTENER = "default"
+_CONFIG: dict[str, Any] = {
+    "listeners": {_LISTENER: {"type": "external"}},
+    # Anonymous access only: the embedded broker listens on loopback or a station LAN;
+    # a deployment that authenticates runs Mosquitto with its own configuration.
+    "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+}
+
+
+class _Running:
+    """What exists only while the broker runs: its loop and thread, amqtt, the listening socket."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        self.loop = loop
+        self.thread = thread
+        self.broker: Broker | None = None
+        self.server: asyncio.Server | None = None
+        self.connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def open(self, host: str, port: int) -> int:
+        # amqtt binds itself to the running loop at construction: build it inside the loop.
+        self.broker = Broker(_CONFIG)
+        await self.broker.start()
+        self.server = await asyncio.start_server(self._connected, host, port, reuse_address=True)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.broker is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections[task] = writer
+        try:
+            await self.broker.external_connected(StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER)
+        finally:
+            del self.connections[task]
+
+    async def close(self, timeout: float) -> None:
+        if self.server is not None:
+            self.server.close()
+        # Reset every connection, as a broker that dies would: each session then ends on its own (EOF),
+        # sends its client's last will, and leaves amqtt nothing to cancel.
+        for writer in self.connections.values():
+            writer.transport.abort()
+        if self.connections:
+            await asyncio.wait(list(self.connections), timeout=timeout)
+        if self.broker is not None:
+            await self.broker.shutdown()
+
+    def stop_loop(self, timeout: float) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class EmbeddedBroker:
@@ -31,13 +89,11 @@ class EmbeddedBroker:
             raise ValueError(f"port {port} is not 0-65535")
         self.host = host
         self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._broker: Broker | None = None
+        self._running: _Running | None = None
 
     @property
     def port(self) -> int:
-        """The port listened on: the one chosen by the system after the first start() when 0 was asked."""
+        """The port listened on: after the first start() the one the system chose if 0 was asked."""
         return self._port
 
     @property
@@ -46,42 +102,34 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self._broker is not None
+        return self._running is not None
 
     def start(self, timeout: float = 10.0) -> None:
         """Listen; returns once clients can connect. A stopped broker starts again on the same port."""
-        if self._broker is not None:
+        if self._running is not None:
             raise RuntimeError("broker already running")
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name=f"amqtt-{self.host}:{self._port}", daemon=True)
         thread.start()
+        running = _Running(loop, thread)
         try:
-            self._broker = asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout)
+            self._port = asyncio.run_coroutine_threadsafe(running.open(self.host, self._port), loop).result(timeout)
         except BaseException:
-            _stop_loop(loop, thread, timeout)
+            asyncio.run_coroutine_threadsafe(running.close(timeout), loop).result(timeout)
+            running.stop_loop(timeout)
             raise
-        self._loop, self._thread = loop, thread
+        self._running = running
         log.info("embedded MQTT broker listening on %s", self.url)
 
-    async def _start(self) -> Broker:
-        # amqtt binds the broker to the running loop at construction: build it inside the loop.
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
-                  "plugins": _PLUGINS}
-        broker = Broker(config)
-        await broker.start()
-        self._port = _bound_port(broker)
-        return broker
-
     def stop(self, timeout: float = 10.0) -> None:
-        """Close every connection (no DISCONNECT: clients see the broker vanish) and stop listening."""
-        if self._broker is None or self._loop is None or self._thread is None:
+        """Drop every connection (clients see the broker vanish, not a goodbye) and stop listening."""
+        running, self._running = self._running, None
+        if running is None:
             return
-        broker, loop, thread = self._broker, self._loop, self._thread
-        self._broker = self._loop = self._thread = None
         try:
-            asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(timeout)
+            asyncio.run_coroutine_threadsafe(running.close(timeout), running.loop).result(timeout)
         finally:
-            _stop_loop(loop, thread, timeout)
+            running.stop_loop(timeout)
         log.info("embedded MQTT broker on %s:%d stopped", self.host, self._port)
 
     def __enter__(self) -> EmbeddedBroker:
@@ -91,19 +139,3 @@ class EmbeddedBroker:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def _bound_port(broker: Broker) -> int:
-    # amqtt has no public accessor for the listening socket; its server table is
-    # the only place that knows the port the system picked for port 0.
-    try:
-        return int(broker._servers["default"].instance.sockets[0].getsockname()[1])
-    except (AttributeError, KeyError, IndexError) as exc:
-        raise RuntimeError("cannot read the embedded broker's port (amqtt internals changed?)") from exc
-
-
-def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, timeout: float) -> None:
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout)
-    if not thread.is_alive():
-        loop.close()

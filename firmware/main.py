@@ -19,6 +19,7 @@ from typing import Any
 from firmware.config import RecorderConfig
 from firmware.recorder import Recorder
 from firmware.store import RecorderStore
+from firmware.telemetry import Telemetry, TlsOptions
 from hardware.gnss_serial import SerialGnss
 from hardware.keystore import read_private_key
 from hardware.media import MediaSource
@@ -89,9 +90,23 @@ def build(config: RecorderConfig) -> Recorder:
         gnss.start()
     media: MediaSource = load_driver(config.camera_driver, config.camera_options)
     store = RecorderStore(config.store, config.device)
-    return Recorder(config, store, _signer(config, supervisor), media, supervisor=supervisor, gnss=gnss,
-                    storage=Storage(config.store, config.storage_quota_bytes),
-                    gateways=_gateways(config.gateway_trust_file))
+    recorder = Recorder(config, store, _signer(config, supervisor), media, supervisor=supervisor, gnss=gnss,
+                        storage=Storage(config.store, config.storage_quota_bytes),
+                        gateways=_gateways(config.gateway_trust_file))
+    recorder.telemetry = _telemetry(config, recorder)
+    return recorder
+
+
+def _telemetry(config: RecorderConfig, recorder: Recorder) -> Telemetry | None:
+    if not config.mqtt_url:
+        return None
+    tls = TlsOptions(ca_file=config.mqtt_ca_file) if config.mqtt_ca_file else None
+    outbox = config.telemetry_outbox or recorder.store.state / "telemetry"
+    # Events carry the recorder's disciplined UTC once it has booted.
+    telemetry = Telemetry(config.device, config.mqtt_url, outbox, tls=tls,
+                          clock=lambda: recorder.clock.utc_ns() if recorder.clock else recorder.wall_ns())
+    telemetry.start()
+    return telemetry
 
 
 def run(config: RecorderConfig) -> int:
@@ -110,6 +125,8 @@ def run(config: RecorderConfig) -> int:
         for part in (recorder.gnss, recorder.supervisor):
             if part is not None:
                 part.stop()
+        if isinstance(recorder.telemetry, Telemetry):
+            recorder.telemetry.close()
     produced = getattr(recorder.media, "frames_produced", None)
     if produced is not None:
         log.info("camera produced %d video frames", produced)

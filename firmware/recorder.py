@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from firmware import telemetry
 from firmware.config import RecorderConfig
 from firmware.durable import atomic_write, write_unsynced
 from firmware.prerecord import PreRecordBuffer
 from firmware.recovery import OpenSegmentInfo, Recovered, recover_file
 from firmware.segmenter import CONTAINER, NS, Segmenter, SegmentFile
 from firmware.store import RecorderStore
+from firmware.telemetry import recorder_status
 from firmware.timekeeper import TimeKeeper
 from hardware.gnss import GnssReceiver
 from hardware.media import AUDIO, EncodedPacket, MediaSource
@@ -49,6 +51,26 @@ LOW_BATTERY = "low-battery"
 STORAGE_FULL = "storage-full"
 
 
+STATUS_INTERVAL_NS = 10 * NS
+# Telemetry events for signed records and state changes (the chain itself travels at the dock).
+_RECORD_EVENTS = {manifest.BOOT: telemetry.BOOT, manifest.RECOVERY: telemetry.POWER_CUT_RECOVERY,
+                  manifest.STORAGE_FULL: telemetry.STORAGE_FULL, manifest.TAMPER: telemetry.TAMPER,
+                  manifest.ASSIGNMENT: telemetry.ASSIGNMENT, manifest.CLOCK_SYNC: telemetry.CLOCK_STEP,
+                  manifest.MARKER: telemetry.MARKER}
+_EVENT_DETAIL = frozenset({"reason", "missing", "free_bytes", "total_bytes", "opened", "count", "source", "step_ns"})
+_ENTER_EVENTS = {RECORDING: telemetry.RECORDING_STARTED, DOCKED: telemetry.DOCKED, LOW_BATTERY: telemetry.LOW_BATTERY}
+_LEAVE_EVENTS = {RECORDING: telemetry.RECORDING_STOPPED, POST_RECORD: telemetry.RECORDING_STOPPED,
+                 DOCKED: telemetry.UNDOCKED}
+
+
+class TelemetrySink(Protocol):
+    """Where status and events go (firmware.telemetry.Telemetry); neither call may block."""
+
+    def publish_status(self, status: Mapping[str, Any]) -> None: ...
+
+    def publish_event(self, kind: str, **fields: Any) -> int: ...
+
+
 @dataclass
 class _Open:
     """The recording in progress: markers pressed during it, when it started."""
@@ -62,6 +84,7 @@ class Recorder:
     def __init__(self, config: RecorderConfig, store: RecorderStore, signer: signatures.Signer,
                  media: MediaSource, supervisor: Supervisor | None = None, gnss: GnssReceiver | None = None,
                  storage: Storage | None = None, gateways: TrustList | None = None,
+                 telemetry: TelemetrySink | None = None,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns,
                  wall_ns: Callable[[], int] = time.time_ns) -> None:
         self.config = config
@@ -72,6 +95,8 @@ class Recorder:
         self.gnss = gnss
         self.storage = storage or Storage(store.root, config.storage_quota_bytes)
         self.gateways = gateways
+        self.telemetry = telemetry
+        self.last_status_ns: int | None = None
         self.monotonic_ns = monotonic_ns
         self.wall_ns = wall_ns  # the system clock: the RTC's time when there is no supervisor MCU
         self.state = STANDBY
@@ -187,7 +212,41 @@ class Recorder:
         envelope = signatures.seal(self.signer, manifest.TYPE, m.payload)
         self.store.commit(m, envelope, media_src)
         self.committed.append(m)
+        if kind in _RECORD_EVENTS:
+            self._event(_RECORD_EVENTS[kind], seq=seq, **{k: v for k, v in detail.items() if k in _EVENT_DETAIL})
         return m
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        if self.telemetry is not None:
+            self.telemetry.publish_event(kind, **fields)
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        for kind in (_LEAVE_EVENTS.get(self.state), _ENTER_EVENTS.get(state)):
+            if kind is not None and not (kind == telemetry.RECORDING_STOPPED and state == POST_RECORD):
+                self._event(kind, session=self.session)
+        self.state = state
+        self.last_status_ns = None  # a new state is worth a status now
+
+    def _publish_status(self, now: int) -> None:
+        """The retained status: battery, storage, state, GNSS fix, chain head, clock source."""
+        if self.telemetry is None or (self.last_status_ns is not None
+                                      and now - self.last_status_ns < STATUS_INTERVAL_NS):
+            return
+        assert self.clock is not None
+        self.last_status_ns = now
+        head, space = self.store.head(), self.storage.space()
+        battery = self.supervisor.battery() if self.supervisor else None
+        fix = self.gnss.latest() if self.gnss else None
+        position = (fix.lat_e7, fix.lon_e7, self.clock.utc_ns(fix.mono_ns)) if fix and fix.valid else None
+        self.telemetry.publish_status(recorder_status(
+            state=self.state, firmware=self.config.firmware_version, clock_source=self.clock.source(now),
+            chain_seq=head.seq, chain_hash=head.hash.hex(), storage_used_bytes=space.total_bytes - space.free_bytes,
+            storage_free_bytes=space.free_bytes, battery_percent=battery.percent if battery else None,
+            charging=bool(battery and battery.charging), external_power=bool(battery and battery.external_power),
+            gnss_fix=bool(fix and fix.valid), gnss_satellites=fix.satellites if fix else 0,
+            last_position=position))
 
     # -- assignment -----------------------------------------------------------------------------
 
@@ -254,7 +313,7 @@ class Recorder:
         self.open = _Open(press_mono_ns=mono_ns)
         self.segmenter = Segmenter(self.media.streams(), self._new_segment_path, self._segment_done,
                                    segment_ns=self.config.segment_seconds * NS)
-        self.state = RECORDING
+        self._set_state(RECORDING)
         self._leds()
         buffered = self.buffer.drain()
         for packet in buffered:
@@ -264,7 +323,7 @@ class Recorder:
         if self.state != RECORDING or self.open is None:
             return
         self.open.stop_at_mono_ns = mono_ns + int(self.config.postrecord_seconds * NS)
-        self.state = POST_RECORD
+        self._set_state(POST_RECORD)
 
     def mark(self, mono_ns: int) -> None:
         if self.open is not None:
@@ -282,7 +341,7 @@ class Recorder:
         if status.percent <= self.config.low_battery_percent and not status.external_power:
             if self.open is not None:
                 self._finish_recording()
-            self.state = LOW_BATTERY
+            self._set_state(LOW_BATTERY)
 
     def _finish_recording(self) -> None:
         if self.segmenter is None:
@@ -291,7 +350,7 @@ class Recorder:
         segmenter.finish()
         self.open = None
         if self.state in (RECORDING, POST_RECORD):
-            self.state = STANDBY
+            self._set_state(STANDBY)
         self._leds()
 
     def _utc(self, mono_ns: int) -> int:
@@ -328,11 +387,13 @@ class Recorder:
         space = self.storage.space()
         used = 1 - space.free_bytes / space.total_bytes if space.total_bytes else 1.0
         warn = max((f for f in self.config.storage_warn_fractions if used >= f), default=0.0)
-        if warn > self.warned_fraction and self.supervisor is not None:
-            self.supervisor.haptic([300, 200, 300, 200, 300])
+        if warn > self.warned_fraction:
+            self._event(telemetry.STORAGE_WARNING, used_fraction=warn, free_bytes=space.free_bytes)
+            if self.supervisor is not None:
+                self.supervisor.haptic([300, 200, 300, 200, 300])
         self.warned_fraction = max(self.warned_fraction, warn)
         if space.free_bytes < self.config.storage_reserve_bytes and self.state != STORAGE_FULL:
-            self.state = STORAGE_FULL
+            self._set_state(STORAGE_FULL)
             if self.segmenter is not None:
                 self.segmenter.halt()
             self._sign(manifest.STORAGE_FULL, {"free_bytes": space.free_bytes, "total_bytes": space.total_bytes})
@@ -347,6 +408,7 @@ class Recorder:
     def tick(self) -> None:
         """Periodic work between packets: GNSS time, the recording reminder."""
         now = self.monotonic_ns()
+        self._publish_status(now)
         if now // NS != self.overlay_second:
             self.overlay_second = now // NS
             self.media.set_overlay(self._overlay_lines())
@@ -376,12 +438,12 @@ class Recorder:
         """In the dock: no recording, no buffering (the dock client takes over)."""
         self._finish_recording()
         self.buffer.clear()
-        self.state = DOCKED
+        self._set_state(DOCKED)
         self._leds()
 
     def undock(self) -> None:
         if self.state == DOCKED:
-            self.state = STANDBY
+            self._set_state(STANDBY)
             self._leds()
 
     def run(self, stop: Callable[[], bool]) -> None:

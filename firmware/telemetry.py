@@ -104,7 +104,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise TelemetryConfigError(f"broker URL {url!r}: {exc}") from exc
+        raise TelemetryConfigError(f"broker URL {url!r}: bad port ({exc})") from exc
     if parts.scheme not in DEFAULT_PORTS:
         raise TelemetryConfigError(f"broker URL {url!r}: the scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
@@ -192,8 +192,9 @@ class Outbox:
     def load(self) -> tuple[list[Entry], bytes | None, int]:
         """What a previous run left: the queued events in order, the last status, and the next n."""
         for stray in self.events_dir.glob(".*.tmp"):
-            stray.unlink()  # a write the crash interrupted before its rename: never published, never numbered
+            stray.unlink()  # a write the crash interrupted before its rename: never published
         entries = [e for e in map(self._read_entry, sorted(self.events_dir.glob("*.json"))) if e is not None]
+        entries = self._finish_trim(entries)
         try:
             acked = self._acked.read()
         except ValueError:  # the counter file was created but never written (power cut at first start)
@@ -217,14 +218,22 @@ class Outbox:
         try:
             event = json.loads(payload)
             n = int(event["n"])
+            dropped = (int(event["first_n"]), int(event["dropped"])) if event["kind"] == EVENTS_DROPPED else None
         except (ValueError, KeyError, TypeError):
             # A file the power cut caught before its fsync: it was never sent, so dropping it loses nothing
             # the broker saw; its number will be given out again.
             log.warning("telemetry outbox: dropping unreadable %s (%d bytes)", path.name, len(payload))
             path.unlink()
             return None
-        dropped = (event["first_n"], event["dropped"]) if event.get("kind") == EVENTS_DROPPED else None
         return Entry(n, path, payload, synced=False, dropped=dropped)
+
+    def _finish_trim(self, entries: list[Entry]) -> list[Entry]:
+        """Remove events that a notice already counts as dropped (a crash came in the middle of a trim)."""
+        covered = [(e.dropped[0], e.n) for e in entries if e.dropped]
+        stale = [e for e in entries if not e.dropped and any(first <= e.n < last for first, last in covered)]
+        for e in stale:
+            self.remove(e)
+        return [e for e in entries if e not in stale]
 
     def event_path(self, n: int) -> Path:
         return self.events_dir / f"{n:020d}.json"
@@ -319,12 +328,16 @@ class Telemetry:
         _check_tls(self.address, tls)
         if max_events <= window:
             raise TelemetryConfigError(f"max_events ({max_events}) must exceed the in-flight window ({window})")
+        if keepalive < 1:
+            raise TelemetryConfigError("keepalive must be at least 1 s: out of range, it is how the broker notices")
         self.device = device
         self.topics = topics(device)
         self._clock = clock
         self._max_events = max_events
         self._window = window
-        self._outbox = Outbox(Path(outbox_dir))
+        self._keepalive = keepalive
+        self._client = self._make_client(client_id or f"liuhen-{device}", tls, reconnect_delay)
+        self._outbox = Outbox(Path(outbox_dir))  # last: it takes the outbox's lock
         entries, status, self._next_n = self._outbox.load()
         self._write_lock = threading.Lock()  # numbering and file writes of concurrent publishers
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -334,12 +347,11 @@ class Telemetry:
         self._unreachable_reported = False
         self._closed = False
         self._sender = _Sender(self, entries, status)
-        self._client = self._make_client(client_id or f"liuhen-{device}", keepalive, tls, reconnect_delay)
         if entries:
             log.info("telemetry outbox holds %d events from before (n %d-%d)", len(entries), entries[0].n,
                      entries[-1].n)
 
-    def _make_client(self, client_id: str, keepalive: int, tls: TlsOptions | None,
+    def _make_client(self, client_id: str, tls: TlsOptions | None,
                      reconnect_delay: tuple[float, float]) -> mqtt.Client:
         # Clean session: what must survive a disconnect is in our outbox, not in a broker session.
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
@@ -348,15 +360,18 @@ class Telemetry:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
             tls = tls or TlsOptions()
-            client.tls_set(ca_certs=_str(tls.ca_file), certfile=_str(tls.cert_file), keyfile=_str(tls.key_file))
+            try:
+                client.tls_set(ca_certs=_str(tls.ca_file), certfile=_str(tls.cert_file), keyfile=_str(tls.key_file))
+            except OSError as exc:  # ssl.SSLError included: a file that is not PEM, a key that does not match
+                raise TelemetryConfigError(f"TLS options: {exc}") from exc
         client.will_set(self.topics.online, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(*reconnect_delay)
+        # paho annotates the delays as int, but waits them out with float arithmetic and sleep().
+        client.reconnect_delay_set(*reconnect_delay)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self._window + 2)  # our window, plus the status and online messages
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
-        self._keepalive = keepalive
         return client
 
     # -- lifecycle
@@ -370,7 +385,8 @@ class Telemetry:
     def close(self, timeout: float = 2.0) -> None:
         """A clean stop: try for `timeout` s to deliver what is queued, say "offline", disconnect.
 
-        What is not delivered stays in the outbox for the next start. Out of range this returns at once.
+        What is not delivered stays in the outbox for the next start. Out of range it does not wait for the
+        network, only (up to about a second) for paho's reconnect loop to notice it should stop.
         """
         if self._closed:
             return
@@ -468,7 +484,7 @@ class Telemetry:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags, reason_code: Any,
                        properties: Any) -> None:
-        if self._online.is_set():
+        if self._online.is_set() and not self._closed:
             log.warning("telemetry: disconnected from %s:%d (%s); events wait in the outbox",
                         self.address.host, self.address.port, reason_code)
         self._online.clear()
@@ -502,6 +518,8 @@ class _Sender:
         self.last_status = status  # republished on every connect: a restarted broker may have lost it
         self.connected = False
         self.hold = False  # after a reconnect, until paho's resends of older messages are acknowledged
+        self.handlers: dict[str, Callable[[Any], None]] = {
+            "event": self._on_event, "status": self._on_status, "connected": self._on_connected, "ack": self._on_ack}
         self.thread = threading.Thread(target=self._run, name=f"telemetry-{telemetry.device}", daemon=True)
 
     def start(self) -> None:
@@ -529,7 +547,7 @@ class _Sender:
             kind, arg = command
             if kind == "stop":
                 return False
-            getattr(self, f"_on_{kind}")(arg)
+            self.handlers[kind](arg)
             try:
                 command = self.t._commands.get_nowait()
             except queue.Empty:
@@ -602,8 +620,8 @@ class _Sender:
         last = victims[-1]
         notice = encode({"device": self.t.device, "kind": EVENTS_DROPPED, "n": last.n, "t_ns": self.t._clock(),
                          "dropped": count, "first_n": first_n, "last_n": last.n})
-        # The notice first: a crash between the two steps then resends a few dropped events, never leaves a
-        # gap without its explanation.
+        # The notice first: a gap is never left without its explanation; if a crash comes before the
+        # removals, Outbox.load finishes them.
         self.pending.appendleft(self.outbox.replace(last, notice, (first_n, count)))
         for victim in victims[:-1]:
             self.outbox.remove(victim)
