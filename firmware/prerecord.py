@@ -42,7 +42,3 @@ class PreRecordBuffer:
     def clear(self) -> None:
         self._packets.clear()
         self._keyframes.clear()
-
-    @property
-    def oldest_ns(self) -> int | None:
-        return self._packets[0].capture_ns if self._packets else None
