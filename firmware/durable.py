@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 
@@ -81,16 +81,74 @@ class DurableCounter:
         os.close(self._fd)
 
 
+class GroupSyncer:
+    """fsyncs a file from a helper thread, coalescing requests (a group commit).
+
+    The capture loop asks for a sync after each fragment and goes on at once;
+    the helper fsyncs whatever has been written by then, and one fsync covers
+    every request that arrived while the previous one ran. So durability lags
+    the writes by at most one fsync, and a slow disk never builds a backlog.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._requested = self._done = 0  # request counter, and the last request a finished fsync covers
+        self._closing = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="fsync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._cond:
+            self._raise_error()
+            self._requested += 1
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Block until everything requested so far is on disk."""
+        with self._cond:
+            target = self._requested
+            self._cond.wait_for(lambda: self._done >= target or self._error is not None)
+            self._raise_error()
+
+    def close(self) -> None:
+        self.wait()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._requested > self._done or self._closing)
+                if self._requested == self._done:
+                    return
+                covering = self._requested
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._done = covering
+                self._cond.notify_all()
+
+
 class HashingWriter(io.RawIOBase):
     """A write-only, non-seekable file that hashes what it writes as it writes it.
 
     Non-seekable on purpose: the MP4 muxer then never goes back to patch bytes,
     so the running hash is the hash of the file and no second read is needed.
-
-    Each finished fragment is fsynced by a helper thread (fsync releases the
-    GIL), so the capture loop goes on muxing while the disk settles; at most the
-    fragment being fsynced is at risk besides the one being written, and close()
-    returns only when everything is on disk.
+    Finished fragments are fsynced by a GroupSyncer, so the capture loop never
+    waits for the disk; close() returns only when everything is on disk.
     """
 
     def __init__(self, path: Path) -> None:
@@ -99,8 +157,7 @@ class HashingWriter(io.RawIOBase):
         self._hash = hashlib.sha256()
         self.size = 0
         self._unsynced = False
-        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
-        self._pending: Future[None] | None = None
+        self._syncer = GroupSyncer(self._file.fileno())
 
     def writable(self) -> bool:
         return True
@@ -119,11 +176,9 @@ class HashingWriter(io.RawIOBase):
         return written
 
     def sync(self) -> None:
-        """Start an fsync of what was written so far (called once per finished fragment)."""
+        """Ask for an fsync of what was written so far (called once per finished fragment)."""
         if self._unsynced:
-            if self._pending is not None:
-                self._pending.result()  # one at a time: a slow disk slows the loop, never piles up
-            self._pending = self._syncer.submit(os.fsync, self._file.fileno())
+            self._syncer.request()
             self._unsynced = False
 
     def digest(self) -> bytes:
@@ -132,8 +187,6 @@ class HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if not self._file.closed:
             self.sync()
-            if self._pending is not None:
-                self._pending.result()
-            self._syncer.shutdown()
+            self._syncer.close()
             self._file.close()
         super().close()
