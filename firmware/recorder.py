@@ -441,6 +441,16 @@ class Recorder:
         self._set_state(DOCKED)
         self._leds()
 
+    def dock_sync(self, utc_ns: int, mono_ns: int, gateway: str) -> Manifest | None:
+        """The gateway's time, measured at docking: follow it, and sign a clock-sync record for a step."""
+        assert self.clock is not None
+        step = self.clock.dock_time(utc_ns, mono_ns)
+        if step is None:
+            return None
+        if self.supervisor is not None:
+            self.supervisor.rtc_set(self.clock.utc_ns())
+        return self._sign(manifest.CLOCK_SYNC, {"source": step.source, "step_ns": step.step_ns, "gateway": gateway})
+
     def undock(self) -> None:
         if self.state == DOCKED:
             self._set_state(STANDBY)

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from firmware.config import RecorderConfig
-from firmware.recorder import STANDBY, STORAGE_FULL, Recorder
+from firmware.recorder import DOCKED, LOW_BATTERY, RECORDING, STANDBY, STORAGE_FULL, Recorder
 from firmware.store import RecorderStore
 from hardware.media import EncodedPacket, StreamInfo
 from hardware.storage import Storage
-from hardware.supervisor import PowerFail, Tamper
+from hardware.supervisor import BatteryStatus, PowerFail, Tamper
 from liuhen.verify_folder import verify_paths
 from protocol import assignment, errors, manifest, signatures
 from protocol.trust import TrustList, trusted_key
@@ -179,3 +179,32 @@ def test_tamper_and_power_fail_events(tmp_path: Path, media) -> None:
     rec.handle_event(PowerFail(mono_ns=rig.now, millivolts=3000))
     assert rec.open is None and not (rig.root / ".state" / "running").exists()
     assert segments(rec) and rig.verify() == set()
+
+
+def test_docked_means_no_buffering_and_dock_time_is_signed(tmp_path: Path, media) -> None:
+    rig = Rig(tmp_path / "store", media)
+    rec = rig.recorder()
+    rig.feed(rec, 5.0, {1.5: "record"})
+    rec.dock()
+    assert rec.state == DOCKED and rec.open is None and segments(rec)
+    rig.feed(rec, 8.0)
+    assert rec.buffer.drain() == []  # nothing buffered in the dock
+    sync = rec.dock_sync(rec.clock.utc_ns(rig.now) + 3 * NS, rig.now, "GW-01")
+    assert sync is not None and sync.kind == manifest.CLOCK_SYNC and sync.detail["step_ns"] == 3 * NS
+    assert rec.dock_sync(rec.clock.utc_ns(rig.now), rig.now, "GW-01") is None  # already right
+    rec.undock()
+    assert rec.state == STANDBY
+    rig.feed(rec, 9.5)
+    assert rec.buffer.drain()  # buffering again
+    assert rig.verify() == set()
+
+
+def test_low_battery_stops_recording_unless_on_external_power(tmp_path: Path, media) -> None:
+    rig = Rig(tmp_path / "store", media)
+    rec = rig.recorder()
+    rig.feed(rec, 4.0, {1.5: "record"})
+    rec.handle_event(BatteryStatus(percent=4, millivolts=3300, charging=False, external_power=True))
+    assert rec.state == RECORDING
+    rec.handle_event(BatteryStatus(percent=4, millivolts=3300, charging=False, external_power=False))
+    assert rec.state == LOW_BATTERY and rec.open is None and segments(rec)
+    assert rig.verify() == set()
