@@ -1,10 +1,12 @@
 """`make demo`: the largest real path that exists, on embedded defaults.
 
-Today that is the evidence protocol end to end: device keys and a trust file,
-signed recordings of three recorders in the recorder store layout, `liuhen
-verify` on them, the same checks on a tampered copy, and every manifest
-committed to a transparency log with a signed checkpoint and an offline proof.
-Everything lands in ./demo-out (made anew each run).
+Today: a real recorder process (`liuhen recorder run`) recording 20 s against
+simulated camera, GNSS and supervisor MCU, with a power cut in the middle,
+checked with `liuhen verify`; then the evidence protocol end to end on
+synthetic recordings of three recorders: keys and a trust file, `liuhen
+verify`, the same checks on a tampered copy, and every manifest committed to a
+transparency log with a signed checkpoint and an offline proof. Everything
+lands in ./demo-out (made anew each run).
 """
 
 from __future__ import annotations
@@ -89,9 +91,21 @@ def transparency_log(store: Path) -> None:
     print(f"verifier key: {log_key.verifier}")
 
 
+def recorder_run() -> int:
+    step("A real recorder process on simulated hardware: 20 s of recording, one power cut (liuhen sim record)")
+    out = OUT / "recorder"
+    code = liuhen(["sim", "record", "--device", "SIM-0001", "--seconds", "20", "--out", str(out),
+                   "--faults", "power-cut=1", "--segment-seconds", "5"])
+    if code != 0:
+        return code
+    step(f"liuhen verify {out} --keys {out / 'trust.json'}")
+    return liuhen(["verify", str(out), "--keys", str(out / "trust.json")])
+
+
 def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
+    recorded = recorder_run()
     (OUT / "keys").mkdir(parents=True)
     signers, trust_path = make_keys()
     store = record(signers)
@@ -102,12 +116,14 @@ def main() -> int:
     tampered = liuhen(["verify", str(copy), "--keys", str(trust_path)])
     transparency_log(store)
     step("What this demo did")
+    print(f"- ran liuhen recorder run against a simulated camera, GNSS receiver and MCU for 20 s with one power "
+          f"cut; its store verified with exit {recorded} ({OUT}/recorder/store)")
     print(f"- made {len(DEVICES)} device keys (Ed25519 and ES256) and {trust_path}")
     print(f"- recorded {len(list(store.rglob('*' + layout.MANIFEST_SUFFIX)))} signed manifests into {store}/")
     print(f"- liuhen verify on the original: exit {clean} (intact); on the tampered copy: exit {tampered}")
     print(f"- committed every manifest to a transparency log; checkpoint in {OUT}/checkpoint")
-    print("Recorder firmware, gateway and server come next; this demo grows with them.")
-    return 0 if (clean, tampered) == (0, 1) else 1
+    print("The docking gateway and the case server come next; this demo grows with them.")
+    return 0 if (recorded, clean, tampered) == (0, 0, 1) else 1
 
 
 if __name__ == "__main__":
