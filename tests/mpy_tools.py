@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -48,4 +49,13 @@ def run_micropython(script: Path, lib: Path) -> list[str]:
     result = run_raw(script, lib)
     if result.returncode != 0:
         pytest.fail(f"{script.name} failed under MicroPython:\n{result.stderr}")
+    return result.stdout.splitlines()
+
+
+def run_cpython(script: Path, *args: str) -> list[str]:
+    """The same script's output lines under CPython, with the repository importable."""
+    result = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"{script.name} failed under CPython:\n{result.stderr}")
     return result.stdout.splitlines()

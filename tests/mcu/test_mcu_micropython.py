@@ -6,14 +6,11 @@ and under CPython from the sources. Both must print the same lines. Nothing is s
 missing tool fails with how to install it.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.mpy_tools import ROOT, compile_lib, run_micropython
+from tests.mpy_tools import ROOT, compile_lib, run_cpython, run_micropython
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios.py"
 # What a flashed board holds in /lib, plus the simulated machine module the scenarios use.
@@ -33,17 +30,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cpython_lines() -> list[str]:
-    result = subprocess.run(
-        [sys.executable, str(SCENARIOS)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scenarios.py failed under CPython:\n{result.stderr}")
-    return result.stdout.splitlines()
+    return run_cpython(SCENARIOS)
 
 
 def test_micropython_prints_what_cpython_prints(lib: Path, cpython_lines: list[str]) -> None:

@@ -5,14 +5,11 @@ the .mpy files, and under CPython with and without canonical's json fast path. A
 print the same lines. Nothing here is skipped: a missing tool fails with how to install it.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.mpy_tools import ROOT, compile_lib, run_micropython, run_raw
+from tests.mpy_tools import compile_lib, run_cpython, run_micropython, run_raw
 
 VECTORS = Path(__file__).resolve().parent / "vectors.py"
 MODULES = ("canonical", "mcu_link")
@@ -23,20 +20,6 @@ MIN_LINES = 2000
 def mpy_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A /lib tree holding only protocol/*.mpy, made by mpy-cross from our sources."""
     return compile_lib([f"protocol/{name}.py" for name in MODULES], tmp_path_factory.mktemp("mpy"))
-
-
-def run_cpython(*args: str) -> list:
-    result = subprocess.run(
-        [sys.executable, str(VECTORS), *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"vectors.py failed under CPython:\n{result.stderr}")
-    return result.stdout.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +36,11 @@ def assert_same_lines(expected: list, actual: list, label: str) -> None:
 
 
 def test_micropython_prints_what_cpython_prints(micropython_lines: list) -> None:
-    assert_same_lines(run_cpython(), micropython_lines, "CPython with the json fast path")
+    assert_same_lines(run_cpython(VECTORS), micropython_lines, "CPython with the json fast path")
 
 
 def test_micropython_prints_what_the_pure_cpython_path_prints(micropython_lines: list) -> None:
-    assert_same_lines(run_cpython("--pure"), micropython_lines, "CPython without the json fast path")
+    assert_same_lines(run_cpython(VECTORS, "--pure"), micropython_lines, "CPython without the json fast path")
 
 
 def test_micropython_ran_the_compiled_modules(mpy_lib: Path, tmp_path: Path) -> None:
