@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "liuhen.keys_cmd",
     "firmware.cli",
     "simulators.cli",
+    "server.cli",
+    "server.admin_cli",
 )
 
 EXIT_USAGE = 2

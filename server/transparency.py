@@ -1,0 +1,156 @@
+"""The server's transparency log, kept in the index database as C2SP tiles.
+
+Appending happens inside the caller's write transaction, so an entry and the row that points at it
+(a segment's log_index, an audit record's) commit together or not at all. Writers serialize on the
+`log_head` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the only
+write lock), so several server processes and the admin command can append to one log. Each append
+writes the level-0..k tiles it touched and signs a new checkpoint; proofs read O(log n) tiles.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from protocol.tlog import merkle
+from protocol.tlog.checkpoint import Checkpoint, sign_checkpoint
+from protocol.tlog.proof_bundle import ProofBundle
+from protocol.tlog.tiles import ENTRIES_LEVEL, TILE_HEIGHT, TILE_WIDTH, Tile, TileHashSource, encode_entry_bundle
+from server.identity import ServerIdentity
+from server.schema import log_checkpoints, log_entries, log_head, log_tiles
+
+HASH = merkle.HASH_SIZE
+_CACHE_TILES = 2048  # full tiles never change; 2048 of them is 16 MiB
+
+
+class LogError(Exception):
+    pass
+
+
+class TransparencyLog:
+    def __init__(self, identity: ServerIdentity) -> None:
+        self.identity = identity
+        self._full_tiles: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def initialize(self, conn: Connection, now_ns: int) -> None:
+        """Sign the empty tree's checkpoint once, so /checkpoint answers from the first start."""
+        if conn.execute(select(log_checkpoints.c.size).limit(1)).first() is None:
+            self._sign(conn, 0, merkle.EMPTY_ROOT, now_ns)
+
+    def append(self, conn: Connection, entries: Sequence[tuple[str, bytes]], now_ns: int) -> int:
+        """Append (kind, entry bytes) pairs in order; return the index of the first. `conn` must be in
+        a write transaction (server.database.Database.write)."""
+        if not entries:
+            raise LogError("nothing to append")
+        stmt = select(log_head.c.size).where(log_head.c.id == 1)
+        if conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        size = conn.execute(stmt).scalar_one()
+        conn.execute(insert(log_entries), [
+            {"idx": size + i, "kind": kind, "entry": entry} for i, (kind, entry) in enumerate(entries)
+        ])
+        new_size = size + len(entries)
+        self._extend_tiles(conn, size, [merkle.leaf_hash(e) for _, e in entries])
+        conn.execute(update(log_head).where(log_head.c.id == 1).values(size=new_size))
+        root = merkle.tree_root(TileHashSource(new_size, lambda t: self.read_tile(conn, t)), new_size)
+        self._sign(conn, new_size, root, now_ns)
+        return size
+
+    def _extend_tiles(self, conn: Connection, size: int, hashes: list[bytes]) -> None:
+        """Add leaf hashes at level 0; every tile they complete adds its root one level up."""
+        level = 0
+        while hashes:
+            count = size >> (TILE_HEIGHT * level)
+            index, width = divmod(count, TILE_WIDTH)
+            row = conn.execute(select(log_tiles.c.hashes).where(
+                log_tiles.c.level == level, log_tiles.c.idx == index)).scalar_one_or_none() if width else None
+            current = [row[i : i + HASH] for i in range(0, width * HASH, HASH)] if row else []
+            completed: list[bytes] = []
+            touched: dict[int, list[bytes]] = {}
+            for h in hashes:
+                current.append(h)
+                touched[index] = current
+                if len(current) == TILE_WIDTH:
+                    completed.append(merkle.merkle_root(current))
+                    index, current = index + 1, []
+            partial = count // TILE_WIDTH if width else None
+            for idx, tile_hashes in touched.items():
+                self._put_tile(conn, level, idx, b"".join(tile_hashes), existed=idx == partial)
+            hashes, level = completed, level + 1
+
+    @staticmethod
+    def _put_tile(conn: Connection, level: int, idx: int, data: bytes, existed: bool) -> None:
+        if existed:
+            conn.execute(update(log_tiles).where(log_tiles.c.level == level, log_tiles.c.idx == idx)
+                         .values(hashes=data))
+        else:
+            conn.execute(insert(log_tiles).values(level=level, idx=idx, hashes=data))
+
+    def _sign(self, conn: Connection, size: int, root: bytes, now_ns: int) -> None:
+        note = sign_checkpoint(Checkpoint(self.identity.origin, size, root), [self.identity.note_signer])
+        conn.execute(insert(log_checkpoints).values(size=size, root=root, note=note, signed_ns=now_ns))
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def checkpoint(self, conn: Connection) -> tuple[int, bytes]:
+        """The newest signed checkpoint: (size, note bytes)."""
+        row = conn.execute(select(log_checkpoints.c.size, log_checkpoints.c.note)
+                           .order_by(log_checkpoints.c.size.desc()).limit(1)).first()
+        if row is None:
+            raise LogError("the log has no checkpoint yet: the server was never started")
+        return row.size, row.note
+
+    def read_tile(self, conn: Connection, tile: Tile) -> bytes:
+        """A hash tile's contents at the tile's width; LogError if the log has not grown that far."""
+        key = (tile.level, tile.index)
+        with self._lock:
+            cached = self._full_tiles.get(key)
+            if cached is not None:
+                self._full_tiles.move_to_end(key)
+                return cached[: tile.width * HASH]
+        data = conn.execute(select(log_tiles.c.hashes).where(
+            log_tiles.c.level == tile.level, log_tiles.c.idx == tile.index)).scalar_one_or_none()
+        if data is None or len(data) < tile.width * HASH:
+            raise LogError(f"{tile.path} is beyond the log")
+        if len(data) == TILE_WIDTH * HASH:
+            with self._lock:
+                self._full_tiles[key] = data
+                if len(self._full_tiles) > _CACHE_TILES:
+                    self._full_tiles.popitem(last=False)
+        return data[: tile.width * HASH]
+
+    def entry_bundle(self, conn: Connection, tile: Tile) -> bytes:
+        if tile.level != ENTRIES_LEVEL:
+            raise LogError("not an entry bundle")
+        first = tile.index * TILE_WIDTH
+        rows = conn.execute(select(log_entries.c.entry).where(
+            log_entries.c.idx >= first, log_entries.c.idx < first + tile.width).order_by(log_entries.c.idx)).all()
+        if len(rows) != tile.width:
+            raise LogError(f"{tile.path} is beyond the log")
+        return encode_entry_bundle([r.entry for r in rows])
+
+    def entry(self, conn: Connection, index: int) -> bytes:
+        data = conn.execute(select(log_entries.c.entry).where(log_entries.c.idx == index)).scalar_one_or_none()
+        if data is None:
+            raise LogError(f"no entry {index} in the log")
+        return data
+
+    def inclusion_proof(self, conn: Connection, index: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(TileHashSource(size, lambda t: self.read_tile(conn, t)), index, size)
+
+    def consistency_proof(self, conn: Connection, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof(TileHashSource(new_size, lambda t: self.read_tile(conn, t)),
+                                        old_size, new_size)
+
+    def proof_bundle(self, conn: Connection, index: int) -> bytes:
+        """A C2SP tlog-proof bundle for entry `index` against the newest checkpoint."""
+        size, note = self.checkpoint(conn)
+        if not 0 <= index < size:
+            raise LogError(f"entry {index} is not in the checkpointed tree of size {size}")
+        return ProofBundle(index, tuple(self.inclusion_proof(conn, index, size)), note).encode()
