@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "liuhen.verify_cmd",
     "liuhen.keys_cmd",
+    "liuhen.log_cmd",
     "firmware.cli",
     "simulators.cli",
     "server.cli",

@@ -44,9 +44,39 @@ TIME_BACKWARDS = "time.backwards"
 # Receipts and assignments
 RECEIPT_MALFORMED = "receipt.malformed"
 ASSIGNMENT_MALFORMED = "assignment.malformed"
+RECEIPT_MISMATCH = "receipt.mismatch"
+RECEIPT_QUARANTINED = "receipt.quarantined"
+RECEIPT_WRONG_GATEWAY = "receipt.wrong_gateway"
+
+# Gateway authentication (protocol/gateway_auth.py)
+AUTH_MALFORMED = "auth.malformed"
+AUTH_WRONG_SERVER = "auth.wrong_server"
+AUTH_STALE = "auth.stale"
+AUTH_REPLAYED = "auth.replayed"
+
+# Evidence packages (docs/evidence-package.md)
+PACKAGE_MALFORMED = "package.malformed"
+PACKAGE_SEAL_BAD = "package.seal_bad"
+PACKAGE_SEAL_UNTRUSTED = "package.seal_untrusted"
+PACKAGE_INDEX_MISMATCH = "package.index_mismatch"
+PACKAGE_FILE_EXTRA = "package.file_extra"
+PACKAGE_FILE_MISSING = "package.file_missing"
+PACKAGE_FILE_DUPLICATE = "package.file_duplicate"
+PACKAGE_BAD_NAME = "package.bad_name"
+PROOF_MISSING = "proof.missing"
+PROOF_BAD = "proof.bad"
+PROOF_CHECKPOINT_BAD = "proof.checkpoint_bad"
+TOMBSTONE_BAD = "tombstone.bad"
+FILE_PURGED = "file.purged"
+
+# Server log records (custody, enrollment, tombstone) and what a log monitor finds
+RECORD_MALFORMED = "record.malformed"
+ENROLLMENT_CONFLICT = "enrollment.conflict"
+TLOG_ENTRY_MISMATCH = "tlog.entry_mismatch"
+TLOG_ROOT_MISMATCH = "tlog.root_mismatch"
 
 # Codes that describe something intact (reported, but not a failure).
-INFORMATIONAL = frozenset({CHAIN_GAP_EXPLAINED})
+INFORMATIONAL = frozenset({CHAIN_GAP_EXPLAINED, FILE_PURGED})
 
 DESCRIPTIONS: dict[str, str] = {
     SIGNATURE_BAD: "the signature does not verify over the stored bytes",
@@ -75,6 +105,30 @@ DESCRIPTIONS: dict[str, str] = {
     TIME_BACKWARDS: "time goes backwards between consecutive manifests beyond the tolerance",
     RECEIPT_MALFORMED: "the receipt lacks fields or has wrong types",
     ASSIGNMENT_MALFORMED: "the officer assignment lacks fields, has wrong types or names another device",
+    RECEIPT_MISMATCH: "a receipt names another device, seq, manifest, media hash or log index than the package holds",
+    RECEIPT_QUARANTINED: "a receipt records that the segment failed verification when it was received",
+    RECEIPT_WRONG_GATEWAY: "a dock receipt is from another gateway than the one that uploaded the segment",
+    AUTH_MALFORMED: "a gateway authentication lacks fields or has wrong types",
+    AUTH_WRONG_SERVER: "a gateway authentication is addressed to another server",
+    AUTH_STALE: "a gateway authentication was issued too long before or after the server's time",
+    AUTH_REPLAYED: "a gateway authentication was presented before (its nonce was used)",
+    PACKAGE_MALFORMED: "the package archive, or its index, trust list, log key or checkpoint, cannot be parsed",
+    PACKAGE_SEAL_BAD: "the package seal is missing or malformed, or does not match the archive bytes or its key",
+    PACKAGE_SEAL_UNTRUSTED: "the package is sealed by a key that is not a server key you trust",
+    PACKAGE_INDEX_MISMATCH: "an archive member differs from the package index in size, SHA-256 or order",
+    PACKAGE_FILE_EXTRA: "the archive holds a member the package index does not list",
+    PACKAGE_FILE_MISSING: "the package index lists a file the archive does not hold",
+    PACKAGE_FILE_DUPLICATE: "the archive holds two members with the same name",
+    PACKAGE_BAD_NAME: "a member name is outside the package layout or belongs to no manifest in the package",
+    PROOF_MISSING: "a manifest in the package has no transparency-log inclusion proof",
+    PROOF_BAD: "an inclusion proof does not show the entry in the log at the package checkpoint",
+    PROOF_CHECKPOINT_BAD: "the package checkpoint is not signed by the log key",
+    TOMBSTONE_BAD: "a tombstone is not a valid server-signed record of this segment's purge",
+    FILE_PURGED: "the media file was deleted by retention, as a valid server-signed tombstone records",
+    RECORD_MALFORMED: "a custody event, enrollment change or tombstone lacks fields or has wrong types",
+    ENROLLMENT_CONFLICT: "an enrollment change contradicts an earlier one for the same key",
+    TLOG_ENTRY_MISMATCH: "an entry served by the log does not hash to the leaf hash in its tiles",
+    TLOG_ROOT_MISMATCH: "the entries and tiles served by the log do not lead to its signed root",
 }
 
 

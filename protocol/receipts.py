@@ -4,11 +4,14 @@ A *dock receipt* is signed by a gateway when segments are safely in its spool;
 only then may the recorder delete them. A *server receipt* is signed by the
 server when a segment is stored and appended to the transparency log; only then
 may the gateway delete its copy. Both are signed envelopes (protocol.signatures)
-with their own type strings, so neither can pass for the other.
+with their own type strings, so neither can pass for the other. `SignedKind` is
+the issue/verify pattern they share with the server's log records
+(protocol.log_records).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +39,8 @@ _SERVER_FIELDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Receipt:
-    """A verified receipt: its fields and the envelope it came in."""
+class SignedRecord:
+    """A verified receipt or server record: its fields and the envelope it came in."""
 
     fields: dict[str, Any]
     envelope: signatures.Envelope
@@ -46,9 +49,45 @@ class Receipt:
         return self.fields[name]
 
 
-def _check_version(f: dict[str, Any]) -> None:
+Receipt = SignedRecord
+
+
+@dataclass(frozen=True)
+class SignedKind:
+    """One type of gateway- or server-signed structure: how its fields are checked, which field names the
+    signer (of `role`), and at which field's time the signing key must have been usable."""
+
+    type: str
+    check: Callable[[object], dict[str, Any]]
+    malformed: str
+    role: str
+    owner_field: str
+    time_field: str
+
+    def issue(self, signer: signatures.Signer, fields: dict[str, Any]) -> bytes:
+        """Validate the fields (with `v` added) and return the signed envelope bytes."""
+        fields = {"v": VERSION, **fields}
+        self.check(fields)
+        return signatures.seal(signer, self.type, canonical.encode(fields))
+
+    def open(self, raw: bytes, trust: TrustList) -> SignedRecord:
+        """Parse and verify an envelope of this type; raise ProtocolError with a finding code."""
+        env = signatures.open_envelope(raw, self.type)
+        try:
+            fields = canonical.decode(env.payload)
+        except canonical.CanonicalError as exc:
+            raise ProtocolError(self.malformed, f"{self.type} payload: {exc}") from exc
+        fields = self.check(fields)
+        key = trust.check_envelope(env, self.role, fields[self.owner_field])
+        code = key.usage_finding(fields[self.time_field])
+        if code is not None:
+            raise ProtocolError(code, f"key of {key.owner} may not sign at {fields[self.time_field]}")
+        return SignedRecord(fields, env)
+
+
+def check_version(c: Checker, f: dict[str, Any], what: str) -> None:
     if f["v"] != VERSION or isinstance(f["v"], bool):
-        raise _c.fail(f"unsupported receipt version {f['v']!r}")
+        raise c.fail(f"unsupported {what} version {f['v']!r}")
 
 
 def _optional_hash(value: object, where: str) -> None:
@@ -63,7 +102,7 @@ def _check_result(value: object, where: str) -> None:
 
 def check_dock(f: object) -> dict[str, Any]:
     f = _c.exact(f, _DOCK_FIELDS, "dock receipt")
-    _check_version(f)
+    check_version(_c, f, "receipt")
     _c.str(f["gateway"], "gateway", IDENTIFIER)
     _c.str(f["device"], "device", IDENTIFIER)
     first, last = _c.int(f["first_seq"], "first_seq"), _c.int(f["last_seq"], "last_seq")
@@ -86,7 +125,7 @@ def check_dock(f: object) -> dict[str, Any]:
 
 def check_server(f: object) -> dict[str, Any]:
     f = _c.exact(f, _SERVER_FIELDS, "server receipt")
-    _check_version(f)
+    check_version(_c, f, "receipt")
     _c.str(f["server"], "server", IDENTIFIER)
     _c.str(f["gateway"], "gateway", IDENTIFIER)
     _c.str(f["device"], "device", IDENTIFIER)
@@ -105,30 +144,19 @@ def check_server(f: object) -> dict[str, Any]:
 
 
 _KINDS = {
-    DOCK_TYPE: (check_dock, "gateway", "gateway"),
-    SERVER_TYPE: (check_server, "server", "server"),
+    k.type: k
+    for k in (
+        SignedKind(DOCK_TYPE, check_dock, errors.RECEIPT_MALFORMED, "gateway", "gateway", "received_ns"),
+        SignedKind(SERVER_TYPE, check_server, errors.RECEIPT_MALFORMED, "server", "server", "received_ns"),
+    )
 }
 
 
 def issue(signer: signatures.Signer, type_: str, fields: dict[str, Any]) -> bytes:
     """Validate receipt fields and return the signed envelope bytes."""
-    check, _, _ = _KINDS[type_]
-    fields = {"v": VERSION, **fields}
-    check(fields)
-    return signatures.seal(signer, type_, canonical.encode(fields))
+    return _KINDS[type_].issue(signer, fields)
 
 
 def open_receipt(raw: bytes, type_: str, trust: TrustList) -> Receipt:
     """Parse and verify a receipt of the given type; raise ProtocolError with a finding code."""
-    check, role, owner_field = _KINDS[type_]
-    env = signatures.open_envelope(raw, type_)
-    try:
-        fields = canonical.decode(env.payload)
-    except canonical.CanonicalError as exc:
-        raise ProtocolError(errors.RECEIPT_MALFORMED, f"receipt payload: {exc}") from exc
-    fields = check(fields)
-    key = trust.check_envelope(env, role, fields[owner_field])
-    code = key.usage_finding(fields["received_ns"])
-    if code is not None:
-        raise ProtocolError(code, f"key of {key.owner} may not sign at {fields['received_ns']}")
-    return Receipt(fields, env)
+    return _KINDS[type_].open(raw, trust)
