@@ -12,8 +12,14 @@ from server.schema import case_handlers, case_segments, segments
 
 def footage_scope(principal: Principal) -> ColumnElement[bool]:
     """A WHERE clause on `segments` selecting exactly the rows `principal` may see."""
+    return or_(*footage_scopes(principal))
+
+
+def footage_scopes(principal: Principal) -> list[ColumnElement[bool]]:
+    """The ways `principal` sees footage, one clause each; a row is visible when any holds. Searches query
+    each on its own, so each can walk its own index in time order (an OR of them cannot)."""
     if principal.kind != "user":
-        return false()
+        return [false()]
     handled = segments.c.id.in_(
         select(case_segments.c.segment_id).join(case_handlers, case_handlers.c.case_id == case_segments.c.case_id)
         .where(case_handlers.c.user_id == principal.id))
@@ -22,4 +28,4 @@ def footage_scope(principal: Principal) -> ColumnElement[bool]:
         own.append(segments.c.officer == principal.officer_no)
     if principal.role == api.SUPERVISOR and principal.unit:
         own.append(segments.c.unit == principal.unit)
-    return or_(*own)
+    return own

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from server.services import Services
 
-ADMIN_MODULES = ("server.admin_users",)
+ADMIN_MODULES = ("server.admin_users", "server.admin_enroll", "server.admin_retention")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

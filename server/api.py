@@ -153,6 +153,11 @@ async def json_body(request: web.Request, schema: dict[str, Any]) -> Any:
     return data
 
 
+def client_of(request: web.Request) -> str:
+    """How an audit record names the client an access came from: address and user agent."""
+    return f"{request.remote or ''} {request.headers.get('User-Agent', '')}".strip()[:200]
+
+
 def query_params(request: web.Request, spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Query parameters converted to their declared types (integer, number, string, boolean)."""
     out: dict[str, Any] = {}

@@ -8,7 +8,21 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from server import accounts, api
+from server import (
+    accounts,
+    api,
+    audit_trail,
+    cases,
+    enrollment,
+    exports,
+    gateways,
+    holds,
+    ingest,
+    log_http,
+    playback,
+    retention,
+    search,
+)
 from server.blobs import FileBlobStore
 from server.config import ServerConfig
 from server.database import Database, upgrade
@@ -17,7 +31,9 @@ from server.services import SERVICES, Services
 from server.transparency import TransparencyLog
 
 log = logging.getLogger("liuhen.server")
-ROUTE_MODULES: list[api.Routes] = [accounts.routes]
+ROUTE_MODULES: list[api.Routes] = [accounts.routes, playback.routes, exports.routes, audit_trail.routes,
+                                  enrollment.routes, gateways.routes, ingest.routes, log_http.routes,
+                                  search.routes, cases.routes, holds.routes, retention.routes]
 VERSION = "0.1.0"
 # A manifest and a dock receipt travel in tus Upload-Metadata: allow headers well above aiohttp's 8 KiB.
 MAX_HEADER_BYTES = 256 * 1024
@@ -25,14 +41,17 @@ ENDPOINTS = web.AppKey("endpoints", list)
 
 
 def open_services(config: ServerConfig, clock: Callable[[], int] = time.time_ns) -> Services:
-    """Connect the index (migrating it to the newest schema), the blob store and the server key."""
+    """Connect the index (migrating it to the newest schema), the blob store and the server key (enrolled
+    in the trust list the first time)."""
     identity = load_identity(config.key_path, config.name, config.origin)
     db = Database(config.database_url, config.workers)
     upgrade(db.engine)
     transparency = TransparencyLog(identity)
+    services = Services(config, db, FileBlobStore(config.blob_dir), identity, transparency, clock)
     with db.write() as conn:
         transparency.initialize(conn, clock())
-    return Services(config, db, FileBlobStore(config.blob_dir), identity, transparency, clock)
+        enrollment.enroll_server_key(conn, services)
+    return services
 
 
 @web.middleware
@@ -63,6 +82,8 @@ def make_app(services: Services) -> web.Application:
                           handler_args={"max_field_size": MAX_HEADER_BYTES, "max_line_size": MAX_HEADER_BYTES})
     app[SERVICES] = services
     app[ENDPOINTS] = api.install(app, ROUTE_MODULES)
+    app[ingest.INGEST] = ingest.Ingest(services)
+    app.cleanup_ctx.append(ingest.maintenance)
     app.router.add_get("/api/openapi.json", _openapi)
 
     async def close(_app: web.Application) -> None:

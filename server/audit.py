@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, update
 
 from protocol import log_records
-from server.schema import audit
+from server.schema import audit, audit_segments
 from server.services import Services
 
 MAX_REASON = 2000
@@ -45,11 +45,15 @@ def record(conn: Connection, s: Services, *, actor: str, action: str, subjects: 
     """Write the audit record and its custody events (one per 256 subjects) in `conn`'s write
     transaction; return the audit record's id. The caller serves nothing until this commits."""
     reason = check_reason(reason)
+    if not subjects:
+        raise ValueError("an audit record is about at least one segment")
     now = s.clock()
     target = {"segments": [x.segment_id for x in subjects], "case": case, **(detail or {})}
     audit_id = conn.execute(insert(audit).values(
         at_ns=now, actor=actor, action=action, target=json.dumps(target, sort_keys=True), reason=reason,
-        client=client[:200])).inserted_primary_key[0]
+        client=client[:200], case_number=case)).inserted_primary_key[0]
+    segment_ids = sorted({x.segment_id for x in subjects})
+    conn.execute(insert(audit_segments), [{"audit_id": audit_id, "segment_id": i} for i in segment_ids])
     manifests = list(dict.fromkeys(x.manifest for x in subjects))
     reason_sha256 = hashlib.sha256(reason.encode("utf-8")).hexdigest()
     events = [

@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from server.durable import fsync_dir
 
@@ -49,6 +49,28 @@ def _valid(sha256: str) -> bool:
     return len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256)
 
 
+def read_file_range(path: Path, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end) of a file in chunks; BlobError when it is gone or shorter. The file is opened
+    at once, so a missing one fails the call rather than the first read."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    except FileNotFoundError as exc:
+        raise BlobError(f"{path.name} is not in the store") from exc
+    return _chunks(f, path.name, start, end)
+
+
+def _chunks(f: BinaryIO, name: str, start: int, end: int) -> Iterator[bytes]:
+    with f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise BlobError(f"{name} is shorter than {end} bytes")
+            left -= len(chunk)
+            yield chunk
+
+
 class FileBlobStore:
     """Blobs as read-only files `<root>/<ab>/<cd>/<sha256>` on a local filesystem."""
 
@@ -73,6 +95,9 @@ class FileBlobStore:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
+        # A blob's time is when it was stored (orphan collection's grace period counts from it), not when the
+        # staged file it is linked to was last written.
+        os.utime(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o444)
@@ -91,19 +116,7 @@ class FileBlobStore:
             return None
 
     def read_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
-        try:
-            f = open(self.path(sha256), "rb")  # noqa: SIM115 - closed by the generator
-        except FileNotFoundError as exc:
-            raise BlobError(f"blob {sha256} is not in the store") from exc
-        with f:
-            f.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    raise BlobError(f"blob {sha256} is shorter than {end} bytes")
-                left -= len(chunk)
-                yield chunk
+        return read_file_range(self.path(sha256), start, end)
 
     def copy_to(self, sha256: str, dst: Path) -> None:
         try:

@@ -31,6 +31,8 @@ class ServerConfig:
     session_hours: int = 12
     orphan_grace_seconds: int = 3600  # a blob younger than this may belong to an ingest in flight
     workers: int = 8  # threads for database and disk work
+    access_grant_hours: int = 2  # how long one stated reason lets a person fetch (seek in) footage
+    export_hours: int = 24  # how long a built export waits under export_dir for its download
 
     @property
     def database_url(self) -> str:
@@ -75,7 +77,8 @@ def parse_config(doc: dict[str, Any], base: Path, where: str) -> ServerConfig:
         raise ConfigError(f"{where}: unknown settings in [server]: {', '.join(unknown)}")
     for key, value in section.items():
         want = int if key in ("port", "retention_days", "upload_max_bytes", "upload_expiry_hours",
-                              "session_hours", "orphan_grace_seconds", "workers") else str
+                              "session_hours", "orphan_grace_seconds", "workers", "access_grant_hours",
+                              "export_hours") else str
         if not isinstance(value, want) or isinstance(value, bool):
             raise ConfigError(f"{where}: [server] {key} must be {'an integer' if want is int else 'a string'}")
     config = ServerConfig(**{k: _coerce(k, v, base) for k, v in section.items()})
@@ -83,8 +86,9 @@ def parse_config(doc: dict[str, Any], base: Path, where: str) -> ServerConfig:
         config = replace(config, data_dir=base / config.data_dir)
     if not IDENTIFIER.fullmatch(config.name):
         raise ConfigError(f"{where}: [server] name {config.name!r} is not an identifier (letters, digits, . _ -)")
-    if config.retention_days < 1:
-        raise ConfigError(f"{where}: [server] retention_days must be at least 1")
+    for key in ("retention_days", "access_grant_hours", "export_hours"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}: [server] {key} must be at least 1")
     if not 0 <= config.port < 65536:
         raise ConfigError(f"{where}: [server] port must be 0-65535 (0: any free port)")
     return config

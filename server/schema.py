@@ -107,7 +107,7 @@ segments = Table(
     Index("ix_segments_officer_start", "officer", "start_ns"),
     Index("ix_segments_unit_start", "unit", "start_ns"),
     Index("ix_segments_start", "start_ns"),
-    Index("ix_segments_lat", "min_lat_e7", "max_lat_e7"),
+    Index("ix_segments_place", "min_lat_e7", "max_lat_e7", "min_lon_e7", "max_lon_e7"),
     Index("ix_segments_media", "media_sha256"),
     Index("ix_segments_status", "status"),
 )
@@ -189,10 +189,55 @@ audit = Table(
     Column("target", Text, nullable=False),  # JSON: segment ids, case, clip
     Column("reason", Text, nullable=False),
     Column("client", String(200), nullable=False, default=""),
-    Column("log_index", BigInteger),
+    Column("case_number", String(64)),  # the case the access was for, as stated
+    Column("log_index", BigInteger),  # the first of its custody events in the log
     Index("ix_audit_at", "at_ns"),
     Index("ix_audit_actor_at", "actor", "at_ns"),
     Index("ix_audit_action_at", "action", "at_ns"),
+    Index("ix_audit_case_at", "case_number", "at_ns"),
+)
+
+# The segments each audit record is about, so the audit trail can be searched by segment.
+audit_segments = Table(
+    "audit_segments", metadata,
+    Column("audit_id", Integer, ForeignKey("audit.id"), primary_key=True),
+    Column("segment_id", Integer, ForeignKey("segments.id"), primary_key=True),
+    Index("ix_audit_segments_segment", "segment_id"),
+)
+
+# Short-lived permissions to fetch footage by HTTP Range without a new reason per request: each one is
+# made in the transaction that writes its audit record. Only the token's SHA-256 is stored.
+access_grants = Table(
+    "access_grants", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_sha256", HEX64, nullable=False, unique=True),
+    Column("audit_id", Integer, ForeignKey("audit.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("action", String(16), nullable=False),  # view | download
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+)
+
+access_grant_segments = Table(
+    "access_grant_segments", metadata,
+    Column("grant_id", Integer, ForeignKey("access_grants.id"), primary_key=True),
+    Column("segment_id", Integer, ForeignKey("segments.id"), primary_key=True),
+)
+
+# Evidence packages and MP4 clips built for a person, kept under export_dir until they expire.
+exports = Table(
+    "exports", metadata,
+    Column("id", ID, primary_key=True),  # also the package's export id
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("audit_id", Integer, ForeignKey("audit.id"), nullable=False),
+    Column("format", String(16), nullable=False),  # package | mp4
+    Column("status", String(16), nullable=False),  # building | ready | failed | expired
+    Column("sha256", HEX64),
+    Column("size", BigInteger),
+    Column("error", Text),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Index("ix_exports_status_expires", "status", "expires_ns"),
 )
 
 cases = Table(

@@ -1,4 +1,4 @@
-"""What every request handler of the server shares: configuration, index, blobs, log, key, clock."""
+"""What every request handler of the server shares: configuration, index, blobs, log, key, clock, trust list."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from server.config import ServerConfig
 from server.database import Database
 from server.identity import ServerIdentity
 from server.transparency import TransparencyLog
+from server.trust_store import TrustStore
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     identity: ServerIdentity
     log: TransparencyLog
     clock: Callable[[], int] = field(default=time.time_ns)
+    trust: TrustStore = field(default_factory=TrustStore)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -148,9 +148,10 @@ class TransparencyLog:
         return merkle.consistency_proof(TileHashSource(new_size, lambda t: self.read_tile(conn, t)),
                                         old_size, new_size)
 
-    def proof_bundle(self, conn: Connection, index: int) -> bytes:
-        """A C2SP tlog-proof bundle for entry `index` against the newest checkpoint."""
-        size, note = self.checkpoint(conn)
+    def proof_bundle(self, conn: Connection, index: int, checkpoint: tuple[int, bytes] | None = None) -> bytes:
+        """A C2SP tlog-proof bundle for entry `index` against `checkpoint` (size, note), by default the newest.
+        Several bundles meant to share one checkpoint must pass it: the log may grow between calls."""
+        size, note = checkpoint or self.checkpoint(conn)
         if not 0 <= index < size:
             raise LogError(f"entry {index} is not in the checkpointed tree of size {size}")
         return ProofBundle(index, tuple(self.inclusion_proof(conn, index, size)), note).encode()

@@ -108,6 +108,7 @@ class TusUploads:
         expires_after_ns: int,
         authorize: Callable[[web.Request], Awaitable[str]],
         on_complete: Callable[[CompletedUpload], Awaitable[dict[str, str]]],
+        on_create: Callable[[dict[str, bytes], int], Awaitable[None]] | None = None,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.directory = directory
@@ -115,6 +116,9 @@ class TusUploads:
         self.expires_after_ns = expires_after_ns
         self._authorize = authorize
         self._on_complete = on_complete
+        # Called with the metadata and length before an upload is created; raising an HTTPException (a 400)
+        # refuses it before a byte is stored, so the client learns at once what the completion hook could not use.
+        self._on_create = on_create
         self._now_ns = now_ns
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -122,10 +126,19 @@ class TusUploads:
         """Serve creation (OPTIONS, POST) at ``prefix`` and each upload (HEAD, PATCH, DELETE) below it."""
         if not prefix.endswith("/"):
             raise ValueError(f"tus prefix must end with '/': {prefix!r}")
-        router.add_route("OPTIONS", prefix, self._options)
-        router.add_route("POST", prefix, self._tus(self._post))
-        for method, handler in (("HEAD", self._head), ("PATCH", self._patch), ("DELETE", self._delete)):
-            router.add_route(method, prefix + "{upload_id}", self._tus(handler))
+        for (method, on_upload), handler in self.handlers().items():
+            router.add_route(method, prefix + "{upload_id}" if on_upload else prefix, handler)
+
+    def handlers(self) -> dict[tuple[str, bool], _Handler]:
+        """The request handlers by (method, whether the route names an upload), for an application that declares
+        its routes itself: the upload's route ends in ``{upload_id}``, the other is the prefix."""
+        return {
+            ("OPTIONS", False): self._options,
+            ("POST", False): self._tus(self._post),
+            ("HEAD", True): self._tus(self._head),
+            ("PATCH", True): self._tus(self._patch),
+            ("DELETE", True): self._tus(self._delete),
+        }
 
     def principal_of(self, upload_id: str) -> str | None:
         """The principal that created the upload, or None if there is no such upload."""
@@ -226,6 +239,8 @@ class TusUploads:
         if length > self.max_size:
             raise _TusError(413, f"Upload-Length {length} exceeds the maximum upload size of {self.max_size} bytes")
         metadata = _parse_metadata(request.headers.get("Upload-Metadata", ""))
+        if self._on_create is not None:
+            await self._on_create(metadata, length)
         upload_id = secrets.token_hex(16)
         now = self._now_ns()
         info = _Info(
@@ -279,7 +294,9 @@ class TusUploads:
             remaining = info.length - offset
             if request.content_length is not None and request.content_length > remaining:
                 raise _TusError(413, f"the body of {request.content_length} bytes exceeds the {remaining} remaining")
-            offset = await self._receive(request, upload_id, offset, remaining, checksum)
+            # A complete upload takes no more bytes; its file may be a read-only blob by now (hard link).
+            if remaining:
+                offset = await self._receive(request, upload_id, offset, remaining, checksum)
             if offset == info.length and info.result is None:
                 info = await self._finalize(upload_id, info)
         return web.Response(status=204, headers=self._progress_headers(info, offset))

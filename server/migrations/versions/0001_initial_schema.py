@@ -1,4 +1,5 @@
-"""Initial schema: enrollment, segments, dock receipts, transparency log, accounts, audit, cases, holds.
+"""Initial schema: enrollment, segments, dock receipts, transparency log, accounts, audit, access grants,
+exports, cases, holds.
 
 Revision ID: 0001
 """
@@ -23,6 +24,7 @@ def upgrade() -> None:
     sa.Column('target', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('client', sa.String(length=200), nullable=False),
+    sa.Column('case_number', sa.String(length=64), nullable=True),
     sa.Column('log_index', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit'))
     )
@@ -30,6 +32,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_audit_action_at', ['action', 'at_ns'], unique=False)
         batch_op.create_index('ix_audit_actor_at', ['actor', 'at_ns'], unique=False)
         batch_op.create_index('ix_audit_at', ['at_ns'], unique=False)
+        batch_op.create_index('ix_audit_case_at', ['case_number', 'at_ns'], unique=False)
 
     op.create_table('dock_receipts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -109,6 +112,19 @@ def upgrade() -> None:
     sa.UniqueConstraint('officer_no', name=op.f('uq_users_officer_no')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
     )
+    op.create_table('access_grants',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('audit_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('action', sa.String(length=16), nullable=False),
+    sa.Column('created_ns', sa.BigInteger(), nullable=False),
+    sa.Column('expires_ns', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['audit_id'], ['audit.id'], name=op.f('fk_access_grants_audit_id_audit')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_access_grants_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_access_grants')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_access_grants_token_sha256'))
+    )
     op.create_table('cases',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('number', sa.String(length=64), nullable=False),
@@ -120,6 +136,24 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_cases')),
     sa.UniqueConstraint('number', name=op.f('uq_cases_number'))
     )
+    op.create_table('exports',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('audit_id', sa.Integer(), nullable=False),
+    sa.Column('format', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=True),
+    sa.Column('size', sa.BigInteger(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('created_ns', sa.BigInteger(), nullable=False),
+    sa.Column('expires_ns', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['audit_id'], ['audit.id'], name=op.f('fk_exports_audit_id_audit')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_exports_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_exports'))
+    )
+    with op.batch_alter_table('exports', schema=None) as batch_op:
+        batch_op.create_index('ix_exports_status_expires', ['status', 'expires_ns'], unique=False)
+
     op.create_table('segments',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('manifest', sa.String(length=64), nullable=False),
@@ -154,7 +188,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('segments', schema=None) as batch_op:
         batch_op.create_index('ix_segments_device_seq', ['device', 'seq'], unique=False)
-        batch_op.create_index('ix_segments_lat', ['min_lat_e7', 'max_lat_e7'], unique=False)
+        batch_op.create_index('ix_segments_place', ['min_lat_e7', 'max_lat_e7', 'min_lon_e7', 'max_lon_e7'], unique=False)
         batch_op.create_index('ix_segments_media', ['media_sha256'], unique=False)
         batch_op.create_index('ix_segments_officer_start', ['officer', 'start_ns'], unique=False)
         batch_op.create_index('ix_segments_start', ['start_ns'], unique=False)
@@ -175,6 +209,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.create_index('ix_tokens_user', ['user_id'], unique=False)
+
+    op.create_table('access_grant_segments',
+    sa.Column('grant_id', sa.Integer(), nullable=False),
+    sa.Column('segment_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['grant_id'], ['access_grants.id'], name=op.f('fk_access_grant_segments_grant_id_access_grants')),
+    sa.ForeignKeyConstraint(['segment_id'], ['segments.id'], name=op.f('fk_access_grant_segments_segment_id_segments')),
+    sa.PrimaryKeyConstraint('grant_id', 'segment_id', name=op.f('pk_access_grant_segments'))
+    )
+    op.create_table('audit_segments',
+    sa.Column('audit_id', sa.Integer(), nullable=False),
+    sa.Column('segment_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['audit_id'], ['audit.id'], name=op.f('fk_audit_segments_audit_id_audit')),
+    sa.ForeignKeyConstraint(['segment_id'], ['segments.id'], name=op.f('fk_audit_segments_segment_id_segments')),
+    sa.PrimaryKeyConstraint('audit_id', 'segment_id', name=op.f('pk_audit_segments'))
+    )
+    with op.batch_alter_table('audit_segments', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_segments_segment', ['segment_id'], unique=False)
 
     op.create_table('case_handlers',
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -238,6 +289,11 @@ def downgrade() -> None:
 
     op.drop_table('case_segments')
     op.drop_table('case_handlers')
+    with op.batch_alter_table('audit_segments', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_segments_segment')
+
+    op.drop_table('audit_segments')
+    op.drop_table('access_grant_segments')
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.drop_index('ix_tokens_user')
 
@@ -248,11 +304,16 @@ def downgrade() -> None:
         batch_op.drop_index('ix_segments_start')
         batch_op.drop_index('ix_segments_officer_start')
         batch_op.drop_index('ix_segments_media')
-        batch_op.drop_index('ix_segments_lat')
+        batch_op.drop_index('ix_segments_place')
         batch_op.drop_index('ix_segments_device_seq')
 
     op.drop_table('segments')
+    with op.batch_alter_table('exports', schema=None) as batch_op:
+        batch_op.drop_index('ix_exports_status_expires')
+
+    op.drop_table('exports')
     op.drop_table('cases')
+    op.drop_table('access_grants')
     op.drop_table('users')
     op.drop_table('log_tiles')
     op.drop_table('log_head')
@@ -265,6 +326,7 @@ def downgrade() -> None:
     op.drop_table('enrolled')
     op.drop_table('dock_receipts')
     with op.batch_alter_table('audit', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_case_at')
         batch_op.drop_index('ix_audit_at')
         batch_op.drop_index('ix_audit_actor_at')
         batch_op.drop_index('ix_audit_action_at')
