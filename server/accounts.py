@@ -32,7 +32,11 @@ routes = api.Routes("accounts")
 
 
 class AccountError(ValueError):
-    pass
+    """A change that cannot be made; `status` is the HTTP status it answers with (409: taken)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def token_digest(token: str) -> str:
@@ -52,10 +56,10 @@ def create_user(conn: Connection, now_ns: int, username: str, password: str, rol
         raise AccountError("a username is 1-64 printable characters without spaces")
     check_password_rules(password)
     if conn.execute(select(users.c.id).where(users.c.username == username)).first() is not None:
-        raise AccountError(f"user {username!r} exists already")
+        raise AccountError(f"user {username!r} exists already", 409)
     if officer_no is not None and conn.execute(
             select(users.c.id).where(users.c.officer_no == officer_no)).first() is not None:
-        raise AccountError(f"officer number {officer_no!r} belongs to another user")
+        raise AccountError(f"officer number {officer_no!r} belongs to another user", 409)
     return conn.execute(insert(users).values(
         username=username, display_name=display_name, role=role, unit=unit, officer_no=officer_no,
         password_hash=_hasher.hash(password), disabled=False, created_ns=now_ns)).inserted_primary_key[0]

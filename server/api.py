@@ -8,6 +8,7 @@ the code cannot drift apart. The permission test walks this list.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ def openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             op["x-liuhen-audited"] = True
         if PUBLIC not in e.access:
             op["security"] = [{"bearer": []}, {"session": []}]
-        paths.setdefault(e.path, {})[e.method.lower()] = op
+        paths.setdefault(openapi_path(e.path), {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "Liuhen case server", "version": version,
@@ -217,6 +218,11 @@ def openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             "session": {"type": "apiKey", "in": "cookie", "name": "liuhen_session"},
         }},
     }
+
+
+def openapi_path(path: str) -> str:
+    """An aiohttp route path as an OpenAPI path template: `{name:regex}` becomes `{name}`."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
 def _access_responses(e: Endpoint) -> dict[int, str]:

@@ -22,6 +22,7 @@ from server import (
     playback,
     retention,
     search,
+    users,
 )
 from server.blobs import FileBlobStore
 from server.config import ServerConfig
@@ -31,7 +32,7 @@ from server.services import SERVICES, Services
 from server.transparency import TransparencyLog
 
 log = logging.getLogger("liuhen.server")
-ROUTE_MODULES: list[api.Routes] = [accounts.routes, playback.routes, exports.routes, audit_trail.routes,
+ROUTE_MODULES: list[api.Routes] = [accounts.routes, users.routes, playback.routes, exports.routes, audit_trail.routes,
                                   enrollment.routes, gateways.routes, ingest.routes, log_http.routes,
                                   search.routes, cases.routes, holds.routes, retention.routes]
 VERSION = "0.1.0"

@@ -9,7 +9,6 @@ list itself is public (`GET /api/trust`): it is what lets anyone verify manifest
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +19,9 @@ from sqlalchemy import Connection, insert, select, update
 from protocol import log_records, signatures
 from protocol.fields import IDENTIFIER
 from protocol.trust import Revocation, TrustedKey, trusted_key
-from server import api
+from server import api, audit
 from server.identity import IdentityError
-from server.schema import audit, enrolled, keys, tokens
+from server.schema import enrolled, keys, tokens
 from server.services import Services, services
 from server.trust_store import get_key, insert_key, revoke_key
 
@@ -155,8 +154,7 @@ def _record(conn: Connection, s: Services, action: str, key: TrustedKey, actor: 
     target = {"role": key.role, "owner": key.owner, "keyid": key.keyid, **(detail or {})}
     if revocation is not None:
         target |= {"at_ns": revocation.at_ns, "after_seq": revocation.after_seq}
-    conn.execute(insert(audit).values(at_ns=now, actor=actor, action=action, target=json.dumps(target, sort_keys=True),
-                                      reason=reason, client="", log_index=index))
+    audit.note(conn, s, actor=actor, action=action, target=target, reason=reason, log_index=index)
 
 
 def enrolled_list(conn: Connection, role: str) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ the export, the person and the SHA-256 of the reason); purged segments leave gap
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import secrets
 import shutil
@@ -98,7 +97,7 @@ async def create_export(request: web.Request) -> web.Response:
     fmt, case = body["format"], body.get("case")
     export_id = f"exp-{secrets.token_hex(10)}"
 
-    def audited() -> tuple[Plan, int, int]:
+    def audited() -> tuple[Plan, int, int, str]:
         with s.db.write() as conn:
             clips.check_case(conn, case)
             plan = _plan(conn, principal, export_id, fmt, sel)
@@ -110,12 +109,12 @@ async def create_export(request: web.Request) -> web.Response:
             expires_ns = now + s.config.export_hours * _HOUR_NS
             conn.execute(insert(exports).values(id=export_id, user_id=principal.id, audit_id=audit_id, format=fmt,
                                                 status=BUILDING, created_ns=now, expires_ns=expires_ns))
-        return plan, audit_id, expires_ns
+            return plan, audit_id, expires_ns, audit.commitment_of(conn, audit_id)
 
-    plan, audit_id, expires_ns = await s.db.run(audited)
+    plan, audit_id, expires_ns, reason_sha256 = await s.db.run(audited)
     await s.db.run(sweep_expired, s)
     fields = {"id": export_id, "created_ns": s.clock(), "server": s.identity.name, "actor": principal.actor,
-              "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(), "case": case}
+              "reason_sha256": reason_sha256, "case": case}
     try:
         built = await asyncio.to_thread(_build, s, plan, fields)
     except (ClipError, PackageError, BlobError) as exc:  # BlobError: purged by retention since the audit

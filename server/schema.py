@@ -188,6 +188,7 @@ audit = Table(
     Column("action", String(32), nullable=False),
     Column("target", Text, nullable=False),  # JSON: segment ids, case, clip
     Column("reason", Text, nullable=False),
+    Column("reason_salt", String(32)),  # hex; custody events commit to SHA-256(salt || reason)
     Column("client", String(200), nullable=False, default=""),
     Column("case_number", String(64)),  # the case the access was for, as stated
     Column("log_index", BigInteger),  # the first of its custody events in the log

@@ -267,7 +267,8 @@ def doc_payload(name: str) -> bytes:
 def test_custody_example() -> None:
     payload = doc_payload("custody-payload")
     subject = example_bytes("manifest-hash").hex()
-    reason = hashlib.sha256(example("custody-reason").rstrip("\n").encode("utf-8")).hexdigest()
+    salted = example_bytes("custody-salt") + example("custody-reason").rstrip("\n").encode("utf-8")
+    reason = hashlib.sha256(salted).hexdigest()
     assert payload == canonical.encode({"v": 1, **custody(subjects=[subject], reason_sha256=reason)})
     assert log_records.check_custody(canonical.decode(payload))
 

@@ -55,3 +55,37 @@ def test_in_process_server_and_openapi(db_url: str, tmp_path: Path) -> None:
         assert session.get(f"{server.url}/api/me", timeout=10).json()["role"] == "auditor"
         spec = requests.get(f"{server.url}/api/openapi.json", timeout=10).json()
         assert spec["openapi"].startswith("3.") and "/api/session" in spec["paths"]
+
+
+def test_administrators_manage_users_and_everyone_their_tokens(db_url: str, tmp_path: Path) -> None:
+    with InProcessServer(tmp_path, db_url) as server:
+        admin = server.user("a.admin", "administrator")
+        url = server.url
+        new = {"username": "z.zhao", "password": "a long enough secret", "role": "supervisor", "unit": "U2"}
+        created = admin.post(f"{url}/api/users", json=new, timeout=10)
+        assert created.status_code == 201 and created.json()["role"] == "supervisor"
+        assert admin.post(f"{url}/api/users", json=new, timeout=10).status_code == 409
+        assert admin.post(f"{url}/api/users", json={**new, "username": "y", "password": "short"},
+                          timeout=10).status_code == 400
+        assert admin.post(f"{url}/api/users", json={**new, "role": "king"}, timeout=10).status_code == 400
+        assert [u["username"] for u in admin.get(f"{url}/api/users", timeout=10).json()["users"]] == [
+            "a.admin", "z.zhao"]
+
+        zhao = sign_in(url, "z.zhao", "a long enough secret")
+        made = zhao.post(f"{url}/api/tokens", json={"name": "report script", "days": 7}, timeout=10).json()
+        bearer = {"Authorization": f"Bearer {made['token']}"}
+        assert requests.get(f"{url}/api/me", headers=bearer, timeout=10).json()["name"] == "z.zhao"
+        listed = zhao.get(f"{url}/api/tokens", timeout=10).json()["tokens"]
+        assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
+        assert admin.delete(f"{url}/api/tokens/{made['id']}", timeout=10).status_code == 404  # not the admin's
+        assert zhao.delete(f"{url}/api/tokens/{made['id']}", timeout=10).status_code == 200
+        assert requests.get(f"{url}/api/me", headers=bearer, timeout=10).status_code == 401
+
+        uid = created.json()["id"]
+        assert admin.post(f"{url}/api/users/{uid}/disable", json={}, timeout=10).status_code == 400
+        assert admin.post(f"{url}/api/users/{uid}/disable", json={"reason": "left the unit"},
+                          timeout=10).status_code == 200
+        assert zhao.get(f"{url}/api/me", timeout=10).status_code == 401
+        assert requests.post(f"{url}/api/session", json={"username": "z.zhao", "password": "a long enough secret"},
+                             timeout=10).status_code == 401
+        assert admin.post(f"{url}/api/users/999/disable", json={"reason": "x"}, timeout=10).status_code == 404

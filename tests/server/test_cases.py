@@ -3,7 +3,6 @@ public custody events that verify), and bad requests refused without changing an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from protocol import log_records, manifest
 from protocol.log_records import Record
 from protocol.trust import TrustList
+from server.audit import commitment_of
 from server.schema import audit, case_segments, holds, log_entries, log_head
 from server.services import Services
 from tests.server.harness import InProcessServer
@@ -138,7 +138,8 @@ def test_linking_footage_is_audited_and_logged(db_url: str, tmp_path: Path) -> N
         assert r.status_code == 200 and r.json()["linked"] == [a.id]
         event = custody_events(s)[-1]
         assert event["action"] == "case-link" and event["case"] == "C-1" and event["subjects"] == [a.manifest]
-        assert event["reason_sha256"] == hashlib.sha256(REASON.encode()).hexdigest()
+        with s.db.read() as conn:
+            assert event["reason_sha256"] == commitment_of(conn, event["audit_id"])
         assert event["actor"] == f"user:{sup1.get(f'{url}/api/me', timeout=10).json()['id']}"
         with s.db.read() as conn:
             row = conn.execute(select(audit).where(audit.c.id == r.json()["audit_id"])).one()

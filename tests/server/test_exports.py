@@ -84,7 +84,8 @@ def test_a_package_export_verifies_offline_and_fails_when_changed(site: Site, tm
     assert {f"segments/REC-0001/{seq}.mp4" for seq in seqs[1:]} <= names
     assert index["id"] == created["id"] and index["case"] == "2025-017"
     assert index["clip"] == {"devices": ["REC-0001"], **{k: WHOLE[k] for k in ("from_ns", "to_ns")}}
-    assert index["reason_sha256"] == hashlib.sha256(REASON.encode()).hexdigest()
+    with site.server.services.db.read() as conn:
+        assert index["reason_sha256"] == audit.commitment_of(conn, created["audit_id"])
 
     status, report = _verify(path)
     assert status == 0 and report["intact"], report
@@ -139,7 +140,8 @@ def test_an_mp4_export_is_a_labelled_remux_of_the_originals(site: Site, tmp_path
     assert len(frames) == 4 * 30 and frames[0].key_frame
     assert label["derived"] is True and label["export_id"] == created["id"]
     assert label["exported_by"] == record.actor
-    assert label["reason_sha256"] == hashlib.sha256(REASON.encode()).hexdigest()
+    with site.server.services.db.read() as conn:
+        assert label["reason_sha256"] == audit.commitment_of(conn, created["audit_id"])
     assert [o["manifest"] for o in label["originals"]] == [o["manifest"] for o in created["originals"]]
 
     # Purged media leaves a gap and is reported.

@@ -23,6 +23,7 @@ def upgrade() -> None:
     sa.Column('action', sa.String(length=32), nullable=False),
     sa.Column('target', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('reason_salt', sa.String(length=32), nullable=True),
     sa.Column('client', sa.String(length=200), nullable=False),
     sa.Column('case_number', sa.String(length=64), nullable=True),
     sa.Column('log_index', sa.BigInteger(), nullable=True),
