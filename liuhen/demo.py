@@ -2,11 +2,12 @@
 
 Today: a real recorder process (`liuhen recorder run`) recording 20 s against
 simulated camera, GNSS and supervisor MCU, with a power cut in the middle,
-checked with `liuhen verify`; then the evidence protocol end to end on
-synthetic recordings of three recorders: keys and a trust file, `liuhen
-verify`, the same checks on a tampered copy, and every manifest committed to a
-transparency log with a signed checkpoint and an offline proof. Everything
-lands in ./demo-out (made anew each run).
+checked with `liuhen verify`; the evidence protocol on synthetic recordings of
+three recorders: keys and a trust file, `liuhen verify`, the same checks on a
+tampered copy; then a real case server (liuhen/demo_server.py) takes all of it
+over tus, and the footage is found, played, exported as a sealed evidence
+package verified offline, and the server's transparency log is monitored.
+Everything lands in ./demo-out (made anew each run).
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from hardware.keystore import read_private_key
+from liuhen import demo_server
 from liuhen.cli import main as liuhen
 from liuhen.keyfiles import write_private_key
 from protocol import layout, signatures
-from protocol.tlog import checkpoint, merkle, proof_bundle
 from simulators.synthetic import typical_shift
 
 OUT = Path("demo-out")
 DEVICES = ("REC-0001", "REC-0002", "REC-0003")
-LOG_ORIGIN = "demo.liuhen.example/log"
 
 
 def step(text: str) -> None:
@@ -69,26 +67,14 @@ def tamper(store: Path) -> Path:
     return copy
 
 
-def transparency_log(store: Path) -> None:
-    step("Transparency log: every manifest envelope appended, checkpoint signed, offline proof checked")
-    tree = merkle.MemoryTree()
-    envelopes = sorted(store.rglob(f"*{layout.MANIFEST_SUFFIX}"))
-    for path in envelopes:
-        tree.append(path.read_bytes())
-    log_key = checkpoint.NoteSigner(LOG_ORIGIN, ed25519.Ed25519PrivateKey.generate())
-    head = checkpoint.Checkpoint(LOG_ORIGIN, tree.size, merkle.tree_root(tree, tree.size))
-    signed = checkpoint.sign_checkpoint(head, [log_key])
-    (OUT / "checkpoint").write_bytes(signed)
-    print(signed.decode())
-    index = len(envelopes) // 2
-    bundle = proof_bundle.ProofBundle(index, tuple(merkle.inclusion_proof(tree, index, tree.size)), signed)
-    (OUT / f"entry-{index}{proof_bundle.FILE_EXTENSION}").write_bytes(bundle.encode())
-    verified = proof_bundle.verify_bundle_entry(
-        bundle.encode(), envelopes[index].read_bytes(), LOG_ORIGIN, [log_key.verifier]
-    )
-    print(f"entry {index} ({envelopes[index].relative_to(OUT)}) is in the log of size "
-          f"{verified.checkpoint.size}: proof of {len(bundle.proof)} hashes verified offline")
-    print(f"verifier key: {log_key.verifier}")
+def serve(store: Path) -> int:
+    step("A case server on embedded defaults takes every recording (liuhen server run)")
+    gateway_key = OUT / "keys" / f"{demo_server.GATEWAY}.key"
+    write_private_key(gateway_key, signatures.generate())
+    stores = {"SIM-0001": OUT / "recorder" / "store", **{device: store for device in DEVICES}}
+    keys = {"SIM-0001": OUT / "recorder" / "keys" / "SIM-0001.key",
+            **{device: OUT / "keys" / f"{device}.key" for device in DEVICES}}
+    return demo_server.run(OUT / "server", stores, keys, gateway_key, lambda args: liuhen(args))
 
 
 def recorder_run() -> int:
@@ -114,16 +100,17 @@ def main() -> int:
     copy = tamper(store)
     step(f"liuhen verify {copy} --keys {trust_path}")
     tampered = liuhen(["verify", str(copy), "--keys", str(trust_path)])
-    transparency_log(store)
+    served = serve(store)
     step("What this demo did")
     print(f"- ran liuhen recorder run against a simulated camera, GNSS receiver and MCU for 20 s with one power "
           f"cut; its store verified with exit {recorded} ({OUT}/recorder/store)")
     print(f"- made {len(DEVICES)} device keys (Ed25519 and ES256) and {trust_path}")
     print(f"- recorded {len(list(store.rglob('*' + layout.MANIFEST_SUFFIX)))} signed manifests into {store}/")
     print(f"- liuhen verify on the original: exit {clean} (intact); on the tampered copy: exit {tampered}")
-    print(f"- committed every manifest to a transparency log; checkpoint in {OUT}/checkpoint")
-    print("The docking gateway and the case server come next; this demo grows with them.")
-    return 0 if (recorded, clean, tampered) == (0, 0, 1) else 1
+    print(f"- ran liuhen server run on embedded defaults ({OUT}/server): every recording uploaded over tus with "
+          f"signed receipts, searched, played, exported and verified offline, its log monitored: exit {served}")
+    print("The docking gateway comes next; this demo grows with it.")
+    return 0 if (recorded, clean, tampered, served) == (0, 0, 1, 0) else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Durable file steps the server shares: what is on disk after a crash is the old state or the new one."""
+"""Durable file steps the server shares: what is on disk after a crash is the old state or the new one.
+
+firmware/durable.py has the same two steps for the recorder; the server may import only `protocol`,
+which does no I/O, so each part keeps its own copy of these few lines."""
 
 from __future__ import annotations
 
