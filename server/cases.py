@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import ColumnElement, Connection, Row, delete, insert, or_, select, true
 
-from server import api, audit, clips, segment_rows
+from server import api, clips, segment_rows
 from server.access import footage_scope
 from server.api import Principal
 from server.schema import audit as audit_table
@@ -223,10 +223,8 @@ def _linked(conn: Connection, case_id: int, ids: list[int]) -> set[int]:
             "beyond retention", access=api.USERS, body=_FOOTAGE,
             responses={400: "no reason, or a bad selection", 404: "no such case or footage that you may see"})
 async def link_footage(request: web.Request) -> web.Response:
-    body = await api.json_body(request, _FOOTAGE)
-    sel, reason = clips.selection(body), clips.stated_reason(body)
-    principal: Principal = request[api.PRINCIPAL]
-    s = services(request)
+    req = await clips.read_request(request, _FOOTAGE)
+    sel, principal, s = req.selection, req.principal, services(request)
 
     def link() -> dict[str, Any]:
         with s.db.write() as conn:
@@ -240,9 +238,7 @@ async def link_footage(request: web.Request) -> web.Response:
             if new:
                 conn.execute(insert(case_segments), [{"case_id": case.id, "segment_id": r.id, "linked_ns": s.clock(),
                                                       "linked_by": principal.actor} for r in new])
-                audit_id = audit.record(conn, s, actor=principal.actor, action="case-link", reason=reason,
-                                        subjects=[audit.Subject(r.id, r.manifest) for r in new], case=case.number,
-                                        client=api.client_of(request), detail=sel.describe())
+                audit_id = req.audit(conn, s, "case-link", new, case=case.number)
             return {"case": case.id, "linked": [r.id for r in new], "already_linked": sorted(already),
                     "audit_id": audit_id}
 
@@ -254,10 +250,8 @@ async def link_footage(request: web.Request) -> web.Response:
             body=_FOOTAGE, responses={400: "no reason, or a bad selection",
                                       404: "no such case, or the footage is not linked to it"})
 async def unlink_footage(request: web.Request) -> web.Response:
-    body = await api.json_body(request, _FOOTAGE)
-    sel, reason = clips.selection(body), clips.stated_reason(body)
-    principal: Principal = request[api.PRINCIPAL]
-    s = services(request)
+    req = await clips.read_request(request, _FOOTAGE)
+    sel, principal, s = req.selection, req.principal, services(request)
 
     def unlink() -> dict[str, Any]:
         with s.db.write() as conn:
@@ -272,9 +266,7 @@ async def unlink_footage(request: web.Request) -> web.Response:
             gone = [r for r in rows if r.id in linked]
             conn.execute(delete(case_segments).where(case_segments.c.case_id == case.id,
                                                      case_segments.c.segment_id.in_(linked)))
-            audit_id = audit.record(conn, s, actor=principal.actor, action="case-unlink", reason=reason,
-                                    subjects=[audit.Subject(r.id, r.manifest) for r in gone], case=case.number,
-                                    client=api.client_of(request), detail=sel.describe())
+            audit_id = req.audit(conn, s, "case-unlink", gone, case=case.number)
             return {"case": case.id, "unlinked": [r.id for r in gone], "audit_id": audit_id}
 
     return web.json_response(await s.db.run(unlink))

@@ -8,9 +8,11 @@ tells whether a segment id or a recording is there. Rows come back whole and in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import Connection, Row, and_, or_, select
 
 from protocol import log_records
@@ -19,6 +21,7 @@ from server import api, audit
 from server.access import footage_scope
 from server.api import Principal
 from server.schema import cases, segments
+from server.services import Services
 
 MAX_SEGMENTS = 2000  # per access: one audit record, a few custody events, one response
 # Bounds of the columns numbers are compared with: beyond them a database fails rather than matching nothing.
@@ -72,6 +75,31 @@ def selection(body: dict[str, Any]) -> Selection:
     if clip.from_ns >= clip.to_ns:
         raise api.bad_request("clip: from_ns must be before to_ns")
     return Selection(clip=clip)
+
+
+@dataclass(frozen=True)
+class FootageRequest:
+    """A request for footage as every footage handler reads it: what is asked for, by whom, and why."""
+
+    body: dict[str, Any]
+    selection: Selection
+    reason: str
+    principal: Principal
+    client: str
+
+    def audit(self, conn: Connection, s: Services, action: str, rows: Sequence[Row[Any]], *, case: str | None,
+              detail: dict[str, object] | None = None) -> int:
+        """The audit record (and its custody events) of this request over `rows`; see server.audit.record."""
+        return audit.record(conn, s, actor=self.principal.actor, action=action, reason=self.reason,
+                            subjects=[audit.Subject(r.id, r.manifest) for r in rows], case=case, client=self.client,
+                            detail={**self.selection.describe(), **(detail or {})})
+
+
+async def read_request(request: web.Request, schema: dict[str, Any]) -> FootageRequest:
+    """The body (checked against `schema`), its selection and stated reason, and the caller."""
+    body = await api.json_body(request, schema)
+    return FootageRequest(body, selection(body), stated_reason(body), request[api.PRINCIPAL],
+                          api.client_of(request))
 
 
 def stated_reason(body: dict[str, Any]) -> str:

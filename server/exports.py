@@ -9,7 +9,7 @@ leave it polling; building first means the answer already says whether the expor
 A package holds each device's chain unbroken from the first to the last segment selected (see
 server.clips.with_chain_between); purged segments come with their tombstones instead of media. An
 MP4 is one device's recording, remuxed from the originals and labelled as derived (its label names
-the export, the person and the SHA-256 of the reason); purged segments leave gaps in it.
+the export, the person and the commitment to the reason); purged segments leave gaps in it.
 """
 
 from __future__ import annotations
@@ -89,11 +89,8 @@ def _plan(conn: Connection, principal: Principal, export_id: str, fmt: str, sel:
             responses={201: "built", 400: "no reason, or a bad selection", 404: "no such footage that you may see",
                        410: "all of it purged by retention", 422: "the file could not be built from the originals"})
 async def create_export(request: web.Request) -> web.Response:
-    body = await api.json_body(request, _EXPORT)
-    sel = clips.selection(body)
-    reason = clips.stated_reason(body)
-    principal: Principal = request[api.PRINCIPAL]
-    s = services(request)
+    req = await clips.read_request(request, _EXPORT)
+    body, sel, principal, s = req.body, req.selection, req.principal, services(request)
     fmt, case = body["format"], body.get("case")
     export_id = f"exp-{secrets.token_hex(10)}"
 
@@ -101,10 +98,8 @@ async def create_export(request: web.Request) -> web.Response:
         with s.db.write() as conn:
             clips.check_case(conn, case)
             plan = _plan(conn, principal, export_id, fmt, sel)
-            audit_id = audit.record(conn, s, actor=principal.actor, action=FORMATS[fmt][0], reason=reason,
-                                    subjects=[audit.Subject(r.id, r.manifest) for r in plan.rows], case=case,
-                                    client=api.client_of(request),
-                                    detail={**sel.describe(), "export": export_id, "purged": plan.purged})
+            audit_id = req.audit(conn, s, FORMATS[fmt][0], plan.rows, case=case,
+                                 detail={"export": export_id, "purged": plan.purged})
             now = s.clock()
             expires_ns = now + s.config.export_hours * _HOUR_NS
             conn.execute(insert(exports).values(id=export_id, user_id=principal.id, audit_id=audit_id, format=fmt,

@@ -34,10 +34,8 @@ _RELEASE = {"type": "object", "required": ["reason"], "additionalProperties": Fa
             responses={201: "placed", 400: "no reason, or a bad selection", 404: "no such footage that you may see",
                        410: "all of it purged by retention already"})
 async def place_holds(request: web.Request) -> web.Response:
-    body = await api.json_body(request, _PLACE)
-    sel, reason = clips.selection(body), clips.stated_reason(body)
-    principal: Principal = request[api.PRINCIPAL]
-    s = services(request)
+    req = await clips.read_request(request, _PLACE)
+    body, sel, principal, s = req.body, req.selection, req.principal, services(request)
 
     def place() -> dict[str, Any]:
         with s.db.write() as conn:
@@ -50,12 +48,10 @@ async def place_holds(request: web.Request) -> web.Response:
             if not kept:
                 raise api.ApiError(410, "purged", "the media of every segment asked for was deleted by retention")
             now = s.clock()
-            ids = [conn.execute(insert(holds).values(segment_id=r.id, reason=reason, created_ns=now,
+            ids = [conn.execute(insert(holds).values(segment_id=r.id, reason=req.reason, created_ns=now,
                                                      created_by=principal.actor)).inserted_primary_key[0]
                    for r in kept]
-            audit_id = audit.record(conn, s, actor=principal.actor, action="hold", reason=reason,
-                                    subjects=[audit.Subject(r.id, r.manifest) for r in kept], case=body.get("case"),
-                                    client=api.client_of(request), detail=sel.describe())
+            audit_id = req.audit(conn, s, "hold", kept, case=body.get("case"))
             return {"holds": [{"id": i, "segment_id": r.id} for i, r in zip(ids, kept, strict=True)],
                     "purged": [r.id for r in rows if purged_ns[r.id] is not None], "audit_id": audit_id}
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Connection, Row, insert, select
 
-from server import api, audit, byte_ranges, clips
+from server import api, byte_ranges, clips
 from server.access import footage_scope
 from server.accounts import token_digest
 from server.api import Principal
@@ -50,11 +50,8 @@ def _segment_json(r: Row[Any]) -> dict[str, Any]:
             responses={201: "granted", 400: "no reason, or a bad selection", 404: "no such footage that you may see",
                        410: "all of it purged by retention"})
 async def grant_access(request: web.Request) -> web.Response:
-    body = await api.json_body(request, _ACCESS)
-    sel = clips.selection(body)
-    reason = clips.stated_reason(body)
-    principal: Principal = request[api.PRINCIPAL]
-    s = services(request)
+    req = await clips.read_request(request, _ACCESS)
+    body, sel, principal, s = req.body, req.selection, req.principal, services(request)
     token = secrets.token_urlsafe(32)
 
     def grant() -> dict[str, Any]:
@@ -63,10 +60,7 @@ async def grant_access(request: web.Request) -> web.Response:
             media = clips.with_media(clips.resolve(conn, principal, sel), explicit=sel.clip is None)
             served = [r for r in media if r.purged_ns is None]
             purged = [r.id for r in media if r.purged_ns is not None]
-            audit_id = audit.record(conn, s, actor=principal.actor, action=body["action"], reason=reason,
-                                    subjects=[audit.Subject(r.id, r.manifest) for r in served],
-                                    case=body.get("case"), client=api.client_of(request),
-                                    detail={**sel.describe(), "purged": purged})
+            audit_id = req.audit(conn, s, body["action"], served, case=body.get("case"), detail={"purged": purged})
             expires_ns = _insert_grant(conn, s, token, audit_id, principal, body["action"], served)
         return {
             "grant": token, "action": body["action"], "audit_id": audit_id, "expires_ns": expires_ns,
