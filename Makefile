@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/protocol.py
 	$(BIN)/python bench/recorder.py
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) node_modules

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,12 +70,6 @@ class Database:
     def __init__(self, url: str, workers: int = 8) -> None:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        # SQLite lets one transaction write at a time, and a writer that finds the database locked polls it in
-        # sleeps of up to 100 ms: with several threads queued, the lock often stands free while all of them
-        # sleep. The threads of this process queue on a lock of their own instead, which hands over at once;
-        # other processes still queue on BEGIN IMMEDIATE. (PostgreSQL's lock waits need no such help.)
-        self._writer: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if self.is_sqlite else contextlib.nullcontext())
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="liuhen-db")
 
     @contextlib.contextmanager
@@ -87,7 +80,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that commits when the block ends and rolls back if it raises."""
-        with self._writer, self.engine.connect() as conn:
+        with self.engine.connect() as conn:
             conn = conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn

@@ -255,6 +255,7 @@ case_handlers = Table(
     "case_handlers", metadata,
     Column("case_id", Integer, ForeignKey("cases.id"), primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Index("ix_case_handlers_user", "user_id"),  # every search asks which cases its caller handles
 )
 
 case_segments = Table(

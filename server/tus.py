@@ -43,7 +43,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
-from typing import BinaryIO
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -58,8 +57,6 @@ _OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 _ID = re.compile(r"[0-9a-f]{32}")
 # 19 digits keep every value below 2**63 and int() far from its digit limit.
 _UINT = re.compile(r"[0-9]{1,19}")
-# Bytes of a PATCH body gathered before a worker thread appends them to the .part.
-_WRITE_BATCH = 1024 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -341,11 +338,6 @@ class TusUploads:
         failure: _TusError | None = None
         interrupted = False
         received = 0
-        # Copying into the page cache (and hashing a checksum) costs about a millisecond per megabyte: done on the
-        # event loop, it would stall every other request. Chunks are written in a worker thread, a batch at a time
-        # and in order, while the loop serves other requests.
-        batch: list[bytes] = []
-        batched = 0
         with open(self._path(upload_id, ".part"), "ab") as part:
             while True:
                 try:
@@ -360,13 +352,9 @@ class TusUploads:
                 if received > remaining:
                     failure = _TusError(413, f"the body exceeds the {remaining} bytes remaining; chunk discarded")
                     break
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= _WRITE_BATCH:
-                    await asyncio.to_thread(_append, part, batch, checksum)
-                    batch, batched = [], 0
-            if batch and not failure:
-                await asyncio.to_thread(_append, part, batch, checksum)
+                part.write(chunk)
+                if checksum:
+                    checksum[0].update(chunk)
             if checksum and not (failure or interrupted) and checksum[0].digest() != checksum[1]:
                 failure = _TusError(460, "Upload-Checksum mismatch; chunk discarded", reason="Checksum Mismatch")
             if failure or (interrupted and checksum):
@@ -478,13 +466,6 @@ class TusUploads:
             if not self._path(upload_id, ".info").exists():
                 lock_path.unlink(missing_ok=True)
             os.close(fd)
-
-
-def _append(part: BinaryIO, chunks: list[bytes], checksum: tuple[hashlib._Hash, bytes] | None) -> None:
-    for chunk in chunks:
-        part.write(chunk)
-        if checksum:
-            checksum[0].update(chunk)
 
 
 def _try_flock(path: Path) -> int | None:

@@ -235,6 +235,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_case_handlers_user_id_users')),
     sa.PrimaryKeyConstraint('case_id', 'user_id', name=op.f('pk_case_handlers'))
     )
+    with op.batch_alter_table('case_handlers', schema=None) as batch_op:
+        batch_op.create_index('ix_case_handlers_user', ['user_id'], unique=False)
+
     op.create_table('case_segments',
     sa.Column('case_id', sa.Integer(), nullable=False),
     sa.Column('segment_id', sa.Integer(), nullable=False),
