@@ -117,17 +117,19 @@ class Ingest:
         self.handlers = self.uploads.handlers()
 
     async def _on_complete(self, upload: CompletedUpload) -> dict[str, str]:
-        receipt = await self.s.db.run(self.ingest, upload.principal, upload.metadata, upload.data_path)
+        receipt = await self.s.db.run(self.ingest, upload.principal, upload.metadata, upload.data_path,
+                                      upload.sha256)
         return {RECEIPT_HEADER: base64.b64encode(receipt).decode("ascii")}
 
-    def ingest(self, gateway: str, metadata: dict[str, bytes], path: Path) -> bytes:
-        """Keep one uploaded segment and return its server receipt (the stored one if it was kept before)."""
+    def ingest(self, gateway: str, metadata: dict[str, bytes], path: Path, sha256: str | None = None) -> bytes:
+        """Keep one uploaded segment and return its server receipt (the stored one if it was kept before).
+        `sha256` is the file's, when tus hashed it on the way in; otherwise the file is read and hashed here."""
         meta = read_metadata(metadata)
         with self.s.db.read() as conn:
             known = stored_receipt(conn, meta.manifest.hash.hex())
         if known is not None:
             return known
-        body = _hash_file(path)
+        body = Body(path.stat().st_size, sha256) if sha256 is not None else _hash_file(path)
         # Even quarantined footage is kept, under its real hash; a record without media has no blob.
         keep_blob = meta.manifest.media is not None or body.size > 0
         if keep_blob:

@@ -56,14 +56,22 @@ class TransparencyLog:
             {"idx": size + i, "kind": kind, "entry": entry} for i, (kind, entry) in enumerate(entries)
         ])
         new_size = size + len(entries)
-        self._extend_tiles(conn, size, [merkle.leaf_hash(e) for _, e in entries])
+        written = self._extend_tiles(conn, size, [merkle.leaf_hash(e) for _, e in entries])
         conn.execute(update(log_head).where(log_head.c.id == 1).values(size=new_size))
-        root = merkle.tree_root(TileHashSource(new_size, lambda t: self.read_tile(conn, t)), new_size)
+
+        # The root needs the right edge of the tree, which is the tiles just written: no need to read them back.
+        def tile(t: Tile) -> bytes:
+            data = written.get((t.level, t.index))
+            return data[: t.width * HASH] if data is not None else self.read_tile(conn, t)
+
+        root = merkle.tree_root(TileHashSource(new_size, tile), new_size)
         self._sign(conn, new_size, root, now_ns)
         return size
 
-    def _extend_tiles(self, conn: Connection, size: int, hashes: list[bytes]) -> None:
-        """Add leaf hashes at level 0; every tile they complete adds its root one level up."""
+    def _extend_tiles(self, conn: Connection, size: int, hashes: list[bytes]) -> dict[tuple[int, int], bytes]:
+        """Add leaf hashes at level 0; every tile they complete adds its root one level up. Returns the tiles
+        written, by (level, index)."""
+        written: dict[tuple[int, int], bytes] = {}
         level = 0
         while hashes:
             count = size >> (TILE_HEIGHT * level)
@@ -81,8 +89,10 @@ class TransparencyLog:
                     index, current = index + 1, []
             partial = count // TILE_WIDTH if width else None
             for idx, tile_hashes in touched.items():
-                self._put_tile(conn, level, idx, b"".join(tile_hashes), existed=idx == partial)
+                written[(level, idx)] = data = b"".join(tile_hashes)
+                self._put_tile(conn, level, idx, data, existed=idx == partial)
             hashes, level = completed, level + 1
+        return written
 
     @staticmethod
     def _put_tile(conn: Connection, level: int, idx: int, data: bytes, existed: bool) -> None:

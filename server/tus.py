@@ -7,8 +7,8 @@ loses nothing that was acknowledged. Per upload ``<id>`` (32 hex characters) the
 
 - ``<id>.info``: JSON ``{"length", "metadata" (key -> base64 value), "principal", "created_ns", "expires_ns"}``,
   plus ``"result"`` (the completion hook's response headers) once the upload is finalized. It is only ever
-  replaced whole (``<id>.info.tmp``, fsync, rename, fsync of the directory), and the upload exists exactly as long
-  as it does.
+  replaced whole (``<id>.info.tmp``, fsync, rename, then fsync of the directory, except when the result is added:
+  losing that rename in a crash only means the hook runs again), and the upload exists exactly as long as it does.
 - ``<id>.part``: the bytes received so far; the upload offset is its size. Every PATCH fsyncs it before its 204.
 - ``<id>.lock``: ``flock``-ed by whichever request or maintenance task is changing the upload. Whoever finds it
   held gets 409 at once instead of waiting, so two PATCHes to one upload never interleave (``flock`` also excludes
@@ -39,6 +39,7 @@ import os
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from email.utils import formatdate
@@ -57,6 +58,11 @@ _OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 _ID = re.compile(r"[0-9a-f]{32}")
 # 19 digits keep every value below 2**63 and int() far from its digit limit.
 _UINT = re.compile(r"[0-9]{1,19}")
+# How much of a PATCH body to take from aiohttp at a time: aiohttp's default 64 KiB buffer would mean a hundred
+# reads, writes and hash updates per 5 MB segment; a larger buffer lets it gather more while we write.
+_READ_SIZE = 1 << 20
+# Running hashes kept at most (about 200 bytes each); an upload dropped from it is hashed again at completion.
+_MAX_HASHES = 4096
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,6 +80,9 @@ class CompletedUpload:
     length: int
     metadata: dict[str, bytes]
     data_path: Path
+    # The SHA-256 of the whole file when this process received every byte of it (hashed as it arrived, so the
+    # hook need not read the file again); None after a restart or when other processes took part of it.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class TusUploads:
         # refuses it before a byte is stored, so the client learns at once what the completion hook could not use.
         self._on_create = on_create
         self._now_ns = now_ns
+        # upload id -> (offset, SHA-256 of bytes [0, offset) of its .part): kept while every byte so far came
+        # through this process. The .part only ever grows by appends under the upload's lock (a discarded chunk
+        # is cut back to where it began), so bytes below an offset this process saw never change.
+        self._hashes: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
         directory.mkdir(parents=True, exist_ok=True)
 
     def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
@@ -338,10 +351,11 @@ class TusUploads:
         failure: _TusError | None = None
         interrupted = False
         received = 0
+        body_hash = self._body_hash(upload_id, offset)
         with open(self._path(upload_id, ".part"), "ab") as part:
             while True:
                 try:
-                    chunk = await request.content.readany()
+                    chunk = await request.content.read(_READ_SIZE)
                 except (OSError, HttpProcessingError):
                     # The client went away (or broke the framing) mid-body: tus keeps what arrived.
                     interrupted = True
@@ -355,6 +369,8 @@ class TusUploads:
                 part.write(chunk)
                 if checksum:
                     checksum[0].update(chunk)
+                if body_hash:
+                    body_hash.update(chunk)
             if checksum and not (failure or interrupted) and checksum[0].digest() != checksum[1]:
                 failure = _TusError(460, "Upload-Checksum mismatch; chunk discarded", reason="Checksum Mismatch")
             if failure or (interrupted and checksum):
@@ -364,9 +380,23 @@ class TusUploads:
             # fsync can take a while on a busy disk; other uploads keep being served meanwhile.
             await asyncio.to_thread(os.fsync, part.fileno())
             new_offset = os.fstat(part.fileno()).st_size
+        # The hash covers the file only if exactly the bytes it took are there (none cut off, none missing).
+        if body_hash and not failure and new_offset == offset + received:
+            self._hashes[upload_id] = (new_offset, body_hash)
+            if len(self._hashes) > _MAX_HASHES:
+                self._hashes.popitem(last=False)
         if failure:
             raise failure
         return new_offset
+
+    def _body_hash(self, upload_id: str, offset: int) -> hashlib._Hash | None:
+        """The running SHA-256 of the .part's first ``offset`` bytes, to continue with the PATCH's body, or None
+        if this process did not see all of them; taken out of ``_hashes`` until the body is on disk."""
+        if offset == 0:
+            self._hashes.pop(upload_id, None)
+            return hashlib.sha256()
+        kept = self._hashes.pop(upload_id, None)
+        return kept[1] if kept is not None and kept[0] == offset else None
 
     async def _finalize(self, upload_id: str, info: _Info) -> _Info:
         """Run the completion hook (with the upload locked) and record its headers; returns the finalized info."""
@@ -376,6 +406,7 @@ class TusUploads:
             length=info.length,
             metadata={key: base64.b64decode(value) for key, value in info.metadata.items()},
             data_path=self._path(upload_id, ".part"),
+            sha256=self._sha256_of(upload_id, info.length),
         )
         try:
             result = dict(await self._on_complete(completed))
@@ -385,9 +416,19 @@ class TusUploads:
                 500,
                 f"all bytes were received but processing the upload failed ({type(exc).__name__}); HEAD retries it",
             ) from exc
+        self._hashes.pop(upload_id, None)
         finalized = replace(info, result=result)
-        await asyncio.to_thread(self._write_info, upload_id, finalized)
+        # Not durable at once (no fsync of the directory): if a crash loses the rename, the upload is complete
+        # but not finalized again, and the hook, which must be idempotent anyway, runs once more and gives the
+        # same answer. The hook's own result (the index row) is what must be durable, and it is by now.
+        await asyncio.to_thread(self._write_info, upload_id, finalized, durable=False)
         return finalized
+
+    def _sha256_of(self, upload_id: str, length: int) -> str | None:
+        if length == 0:
+            return hashlib.sha256().hexdigest()
+        kept = self._hashes.get(upload_id)
+        return kept[1].hexdigest() if kept is not None and kept[0] == length else None
 
     def _pending(self, upload_id: str) -> _Info | None:
         """The info of a complete upload that is not finalized, else None."""
@@ -431,14 +472,18 @@ class TusUploads:
         except FileNotFoundError:
             return None
 
-    def _write_info(self, upload_id: str, info: _Info) -> None:
-        # Two fsyncs: called in a worker thread (asyncio.to_thread), so the event loop never waits for the disk.
+    def _write_info(self, upload_id: str, info: _Info, *, durable: bool = True) -> None:
+        """Replace the .info whole. The file is always fsynced before the rename, so that after a crash the .info
+        is the old one or the new one, never a torn one; ``durable`` also fsyncs the directory, so that the new
+        one survives a crash once this returns. Called in a worker thread, so the event loop never waits on it."""
         temporary = self._path(upload_id, ".info.tmp")
         with open(temporary, "w", encoding="utf-8") as file:
             json.dump({key: value for key, value in asdict(info).items() if value is not None}, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, self._path(upload_id, ".info"))
+        if not durable:
+            return
         directory = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(directory)
@@ -448,6 +493,7 @@ class TusUploads:
     def _remove(self, upload_id: str) -> None:
         # .info first: from then on the upload is gone, whatever a crash leaves behind for sweep_expired.
         # The .lock goes when the lock is released.
+        self._hashes.pop(upload_id, None)
         for suffix in (".info", ".part", ".info.tmp"):
             self._path(upload_id, suffix).unlink(missing_ok=True)
 

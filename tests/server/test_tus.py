@@ -87,7 +87,10 @@ class Server:
         if self.hook_fails:
             raise RuntimeError("evidence index unavailable")
         self.completed.append(upload)
-        return {"Upload-Result": sha256_hex(upload.data_path.read_bytes())}
+        file_sha256 = sha256_hex(upload.data_path.read_bytes())
+        # Whenever tus hashed the body on the way in, that hash must be the file's, whatever happened meanwhile.
+        assert upload.sha256 in (None, file_sha256)
+        return {"Upload-Result": file_sha256}
 
     def create(self, length: int, metadata: str | None = None, headers: dict[str, str] = ALICE) -> str:
         extra = {"Upload-Length": str(length)} | ({"Upload-Metadata": metadata} if metadata is not None else {})
@@ -253,6 +256,18 @@ def test_patch_returns_the_new_offset_and_the_result_at_the_end(server: Server) 
     again = patch(url, 10, b"")  # a client that lost the last response may PATCH nothing to see the end again
     assert again.status_code == 204 and again.headers["Upload-Result"] == sha256_hex(b"0123456789")
     assert len(server.completed) == 1
+
+
+def test_the_hook_gets_the_hash_of_a_body_received_by_this_process(server: Server) -> None:
+    data = os.urandom(300_000)
+    url = server.create(len(data))
+    assert patch(url, 0, data[:100_000]).status_code == 204
+    assert patch(url, 100_000, data[100_000:]).status_code == 204
+    second = server.create(len(data))
+    assert patch(second, 0, data[:100_000]).status_code == 204
+    server.uploads._hashes.clear()  # as after a restart: the first bytes came before this process
+    assert patch(second, 100_000, data[100_000:]).status_code == 204
+    assert [upload.sha256 for upload in server.completed] == [sha256_hex(data), None]
 
 
 def test_wrong_offset_gets_409(server: Server) -> None:
