@@ -87,6 +87,8 @@ class FileBlobStore:
         dst = self.path(sha256)
         if dst.exists():
             return False
+        # The folders a blob lands in are made on demand; each new one must reach its parent's entries on disk.
+        new_folders = [d for d in (dst.parent.parent, dst.parent) if not d.exists()]
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{sha256}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)  # left by a crash of this process id before
@@ -103,7 +105,8 @@ class FileBlobStore:
         os.chmod(tmp, 0o444)
         os.replace(tmp, dst)
         fsync_dir(dst.parent)
-        fsync_dir(dst.parent.parent)
+        for folder in new_folders:
+            fsync_dir(folder.parent)
         return True
 
     def exists(self, sha256: str) -> bool:
