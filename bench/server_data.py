@@ -436,7 +436,7 @@ def user_rows(shape: Shape) -> tuple[list[dict[str, Any]], dict[str, int], dict[
     return rows, officer, supervisor
 
 
-def placeholder_receipt(services: Services) -> bytes:
+def stand_in_receipt(services: Services) -> bytes:
     """A real server receipt, whose bytes stand in (at their real size) for every row's."""
     return receipts.issue(services.identity.signer, receipts.SERVER_TYPE, {
         "server": services.identity.name, "gateway": "GW-U01", "device": "REC-0001", "seq": 1, "manifest": "ab" * 32,
@@ -454,7 +454,7 @@ def build(shape: Shape, seed: int, loaders: list[Loader], workers: int,
     samples = Samples(query_units, [o for u in query_units for o in shape.officers(u)[:2]])
     for loader in loaders:
         loader.prepare(shape, rows)
-    receipt = placeholder_receipt(loaders[0].s)
+    receipt = stand_in_receipt(loaders[0].s)
     days_per_chunk = max(1, round(10_000 * shape.days / shape.rows))
     chunks = chunks_of(plan, days_per_chunk)
     rng = random.Random(seed + 1)

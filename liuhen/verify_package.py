@@ -32,7 +32,7 @@ from protocol.trust import TrustedKey, TrustFileError, TrustList, parse_trust_li
 
 _CHUNK = 1 << 20
 # What zipfile raises on a damaged archive: its own errors, and the seeks, reads and unpacking of nonsense
-# offsets and lengths that it does not check itself.
+# offsets and lengths that it does not check itself (NotImplementedError: a compression method it lacks).
 _DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OverflowError, EOFError, NotImplementedError,
             RuntimeError, struct.error, OSError)
 _SEAL = "seal"
