@@ -157,13 +157,14 @@ def test_sigkills_during_uploads_lose_nothing_and_duplicate_nothing(db_url: str,
         thread = threading.Thread(target=client.run, daemon=True)
         thread.start()
         # Each kill waits for the gateway to reach its own manifest, then strikes a random moment later: kills are
-        # spread over the whole shift however fast uploads go, and none is wasted on a finished client.
-        targets = sorted(rng.sample(range(len(chain) - 5), rng.randint(15, 25)))
+        # spread over the whole shift however fast uploads go, and none is wasted on a finished client. The last
+        # target leaves ten manifests to go, so even a fast server is still uploading when its kill strikes.
+        targets = sorted(rng.sample(range(len(chain) - 10), rng.randint(15, 25)))
         kills = 0
         for target in targets:
             while client.working_on < target and not client.done.wait(0.005):
                 pass
-            if client.done.wait(rng.uniform(0, 0.15)):
+            if client.done.wait(rng.uniform(0, 0.1)):
                 break
             server.kill()
             kills += 1
