@@ -10,6 +10,10 @@ Figures:
   baseline at the end); throughput ratio of the best ingest to the best baseline, target >= 0.6. Every
   receipt is verified and the stored rows counted. Printed for context: the same bodies sent to a process that
   discards them (the cost of moving the bytes), and the CPU seconds of the gateways and of the server's threads.
+- `bare_http_store_vs_fsync_write` (context, no target): in each round, the same bodies PATCHed by the same
+  8 threads to a bare aiohttp process that only writes each to a file while hashing it and fsyncs it, as a
+  ratio to the baseline: the ceiling for any ingest over HTTP in one Python process on this machine, before it
+  verifies, indexes, logs or signs anything.
 - `search_p95_<backend>`: GET /api/segments over HTTP against a real server whose fresh index holds 1 M
   segments (bench/server_data.py: 400 recorders, 20 units, 183 days, one city), by officers and supervisors,
   a mix of 11 kinds of query (bench/server_queries.py), one request at a time; p95 in ms, target 50. Place
@@ -303,26 +307,43 @@ def fsync_baseline(sites: list[Site], dest: Path) -> float:
 
 
 _SINK = """
-import sys
+import asyncio, hashlib, itertools, os, sys
 from aiohttp import web
 
-async def sink(request):
+folder = sys.argv[2] if len(sys.argv) > 2 else None
+names = itertools.count()
+
+async def discard(request):
     size = 0
     while chunk := await request.content.readany():
         size += len(chunk)
     return web.Response(text=str(size))
 
+async def store(request):
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, str(next(names))), "wb") as f:
+        while chunk := await request.content.read(1 << 20):
+            f.write(chunk)
+            digest.update(chunk)
+        await asyncio.to_thread(os.fsync, f.fileno())
+    return web.Response(text=digest.hexdigest())
+
 app = web.Application()
-app.router.add_route("PATCH", "/", sink)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *_: print("ready", flush=True))
+app.router.add_route("PATCH", "/", store if folder else discard)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *_: print("ready", flush=True),
+            access_log=None)
 """
 
 
-def http_floor(sites: list[Site]) -> float:
-    """The same bodies PATCHed by 8 threads over loopback to an aiohttp process that reads and discards them:
-    what moving the bytes costs on this machine, before anything is stored."""
+def http_floor(sites: list[Site], store_in: Path | None = None) -> float:
+    """The same bodies PATCHed by 8 threads over loopback to an aiohttp process that reads and discards them
+    (what moving the bytes costs on this machine), or that writes each to a file in `store_in` while hashing it
+    and fsyncs it (the least any ingest over HTTP in Python can do here, before verifying, indexing or logging)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SINK, str(port)], stdout=subprocess.PIPE)
+    if store_in is not None:
+        store_in.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", _SINK, str(port), *([str(store_in)] if store_in else [])],
+                            stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
 
@@ -335,6 +356,9 @@ def http_floor(sites: list[Site]) -> float:
     finally:
         proc.terminate()
         proc.wait()
+        if store_in is not None:
+            shutil.rmtree(store_in)
+            os.sync()
 
 
 def make_footage(folder: Path, s: Services, rounds: int, per_gateway: int) -> list[list[Site]]:
@@ -390,11 +414,12 @@ def ingest_phase(work: Path, total_mb: int, rounds: int, profile: Path | None) -
     say(f"ingest: context: the same bodies PATCHed to a discarding aiohttp process (no tus, no storage): "
         f"{floor:.2f} s, "
         f"{total / floor / 1e6:.0f} MB/s")
-    baselines, ingests, probes = [], [], []
+    baselines, floors, ingests, probes = [], [], [], []
     with ServerRun(config_path, profile) as srv:
         for r, sites in enumerate(footage):
             base = fsync_baseline(sites, config.data_dir / "baseline")
             baselines.append(base)
+            floors.append(http_floor(sites, config.data_dir / "floor"))
             cpu0, client0 = srv.cpu(), os.times()
             with Probe(f"{srv.url}/log/checkpoint") as probe:
                 elapsed = run_threads(lambda g, sites=sites: gateway_upload(srv.url, sites[g]), GATEWAYS)
@@ -404,7 +429,8 @@ def ingest_phase(work: Path, total_mb: int, rounds: int, profile: Path | None) -
             os.sync()
             server_cpu = {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
             say(f"ingest: round {r + 1}: baseline (8 threads, write + fsync per file) {base:.2f} s, "
-                f"{total / base / 1e6:.0f} MB/s; ingest {elapsed:.2f} s, {total / elapsed / 1e6:.0f} MB/s, "
+                f"{total / base / 1e6:.0f} MB/s; bare HTTP store {floors[-1]:.2f} s; "
+                f"ingest {elapsed:.2f} s, {total / elapsed / 1e6:.0f} MB/s, "
                 f"{count / elapsed:.1f} segments/s")
             say(f"ingest:   CPU seconds during the upload (2 cores: {2 * elapsed:.2f} available): gateways "
                 f"{client1.user + client1.system - client0.user - client0.system:.2f}, server "
@@ -420,7 +446,9 @@ def ingest_phase(work: Path, total_mb: int, rounds: int, profile: Path | None) -
     say(f"ingest: per upload, gateway side (mean of {n}): POST {sums['create'] / n * 1000:.1f} ms, "
         f"PATCH (5 MB body, then verification, storing, logging, receipt) {sums['patch'] / (media * rounds) * 1000:.1f}"
         f" ms per segment; sign-in {sums['sign_in'] / len(sites_all) * 1000:.0f} ms")
-    say(f"ingest: best of {rounds}: baseline {min(baselines):.2f} s, ingest {min(ingests):.2f} s")
+    say(f"ingest: best of {rounds}: baseline {min(baselines):.2f} s, bare HTTP store {min(floors):.2f} s "
+        f"(ratio {min(baselines) / min(floors):.2f}: the ceiling of any Python ingest on this machine), "
+        f"ingest {min(ingests):.2f} s ({min(floors) / min(ingests):.2f} of the bare store)")
     say(f"ingest: meanwhile GET /log/checkpoint every 50 ms ({len(probes)} requests): p50 {p50(probes):.1f} ms, "
         f"p95 {p95(probes):.1f} ms, max {max(probes):.1f} ms")
 
@@ -445,10 +473,11 @@ def ingest_phase(work: Path, total_mb: int, rounds: int, profile: Path | None) -
     if profile is not None and profile.exists():
         import pstats
 
-        say(f"ingest: server profile (every thread, cumulative; wall time in threads adds up) in {profile}:")
+        say(f"ingest: server profile (CPU time of every thread, cumulative) in {profile}:")
         pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(45)
         pstats.Stats(str(profile)).sort_stats("tottime").print_stats(30)
-    return [result_ratio("ingest_vs_fsync_write", min(baselines) / min(ingests), INGEST_TARGET)]
+    return [result_ratio("ingest_vs_fsync_write", min(baselines) / min(ingests), INGEST_TARGET),
+            f"RESULT bare_http_store_vs_fsync_write value={min(baselines) / min(floors):.3f} unit=ratio"]
 
 
 # -- the index: search and log proofs -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Run `liuhen ARGS...` with every thread under cProfile (the event loop, the index worker threads, asyncio's
-to_thread pool) and write the merged statistics to FILE when it exits (SIGTERM stops the server cleanly), and
+to_thread pool), counting each thread's CPU time (time.thread_time), so waiting for a lock or a queue
+costs nothing, and write the merged statistics to FILE when it exits (SIGTERM stops the server cleanly), and
 the main thread's (the event loop's) alone to FILE.main.
 
 Usage: python bench/server_profile.py FILE server run --config server.toml --port N
@@ -12,6 +13,7 @@ import cProfile
 import pstats
 import sys
 import threading
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,7 +25,7 @@ _run = threading.Thread.run
 
 
 def _profiled_run(self: threading.Thread) -> None:
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time)
     with _lock:
         _profiles.append(profile)
     profile.enable()
@@ -39,7 +41,7 @@ def main() -> int:
     threading.Thread.run = _profiled_run  # type: ignore[method-assign]
     from liuhen.cli import main as liuhen_main
 
-    main_profile = cProfile.Profile()
+    main_profile = cProfile.Profile(time.thread_time)
     main_profile.enable()
     try:
         return liuhen_main()

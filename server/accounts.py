@@ -12,7 +12,7 @@ from typing import Any
 
 import argon2
 from aiohttp import web
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from server import api
 from server.api import ROLES, Principal
@@ -84,13 +84,18 @@ def issue_token(conn: Connection, now_ns: int, kind: str, *, user_id: int | None
     return token
 
 
+# Every request with a token runs these: built once, since building a statement costs more than running it.
+_TOKEN = select(tokens).where(tokens.c.sha256 == bindparam("sha256"))
+_USER = select(users).where(users.c.id == bindparam("user_id"))
+
+
 def principal_for(conn: Connection, token: str, now_ns: int) -> Principal | None:
-    row = conn.execute(select(tokens).where(tokens.c.sha256 == token_digest(token))).mappings().first()
+    row = conn.execute(_TOKEN, {"sha256": token_digest(token)}).mappings().first()
     if row is None or row["revoked_ns"] is not None or (row["expires_ns"] is not None and row["expires_ns"] <= now_ns):
         return None
     if row["kind"] == GATEWAY_TOKEN:
         return Principal("gateway", row["gateway"], row["gateway"])
-    user = conn.execute(select(users).where(users.c.id == row["user_id"])).mappings().first()
+    user = conn.execute(_USER, {"user_id": row["user_id"]}).mappings().first()
     if user is None or user["disabled"]:
         return None
     return Principal("user", user["id"], user["username"], user["role"], user["unit"], user["officer_no"])

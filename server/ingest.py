@@ -18,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Connection, RowMapping, case, false, insert, select
+from sqlalchemy import Connection, RowMapping, bindparam, case, false, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from protocol import errors, log_records, manifest, receipts, signatures
@@ -35,8 +38,10 @@ from protocol.errors import ProtocolError
 from protocol.fields import HEX64
 from protocol.manifest import Manifest
 from protocol.tlog.tiles import MAX_ENTRY_SIZE
+from protocol.trust import TrustList
 from server import api
-from server.ingest_checks import Body, Finding, Stored, check_dock_receipt, check_segment, dock_fields
+from server import ingest_checks as checks
+from server.ingest_checks import Body, DockReceipt, Finding, Stored
 from server.orphans import collect_orphans
 from server.schema import dock_receipts, enrolled, segment_markers, segments
 from server.services import Services, services
@@ -48,6 +53,7 @@ RECEIPT_HEADER = "Liuhen-Server-Receipt"
 UPKEEP_SECONDS = 600
 _ATTEMPTS = 3
 _CHUNK = 1024 * 1024
+_DOCK_RECEIPTS_KEPT = 64
 _KIND = log_records.ENTRY_KINDS
 
 log = logging.getLogger("liuhen.server.ingest")
@@ -73,14 +79,20 @@ def read_metadata(metadata: dict[str, bytes]) -> Metadata:
             raise api.ApiError(413, "too_large", f"{key} is {len(metadata[key])} bytes; a log entry is at most "
                                                  f"{MAX_ENTRY_SIZE} (split long dock receipts)")
     try:
-        m = manifest.parse(signatures.open_envelope(metadata[MANIFEST], manifest.TYPE).payload)
+        m = _parse_manifest(metadata[MANIFEST])
     except ProtocolError as exc:
         raise api.ApiError(400, exc.code, f"{MANIFEST}: {exc.message}") from None
     try:
-        dock_fields(metadata[DOCK_RECEIPT])
+        checks.dock_fields(metadata[DOCK_RECEIPT])
     except ProtocolError as exc:
         raise api.ApiError(400, exc.code, f"{DOCK_RECEIPT}: {exc.message}") from None
     return Metadata(metadata[MANIFEST], m, metadata[DOCK_RECEIPT])
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_manifest(envelope: bytes) -> Manifest:
+    # Parsed when the upload is created and again when it completes: the second time comes from here.
+    return manifest.parse(signatures.open_envelope(envelope, manifest.TYPE).payload)
 
 
 async def _check_creation(metadata: dict[str, bytes], _length: int) -> None:
@@ -101,8 +113,17 @@ def _hash_file(path: Path) -> Body:
     return Body(size, digest.hexdigest())
 
 
+# Statements of every ingest, built once: building one costs more than running it.
+_STORED_RECEIPT = select(segments.c.server_receipt).where(segments.c.manifest == bindparam("manifest"))
+_DOCK_ID = select(dock_receipts.c.id).where(dock_receipts.c.sha256 == bindparam("sha256"))
+_UNIT = select(enrolled.c.unit).where(enrolled.c.id == bindparam("device"), enrolled.c.role == "device")
+_AROUND = (select(segments.c.seq, segments.c.manifest, segments.c.envelope)
+           .where(segments.c.device == bindparam("device"), segments.c.seq.in_(bindparam("seqs", expanding=True)))
+           .order_by(case((segments.c.status == receipts.STORED, 0), else_=1), segments.c.id))
+
+
 def stored_receipt(conn: Connection, manifest_hash: str) -> bytes | None:
-    return conn.execute(select(segments.c.server_receipt).where(segments.c.manifest == manifest_hash)).scalar()
+    return conn.execute(_STORED_RECEIPT, {"manifest": manifest_hash}).scalar()
 
 
 class Ingest:
@@ -115,6 +136,9 @@ class Ingest:
                                   authorize=_gateway_of, on_complete=self._on_complete, on_create=_check_creation,
                                   now_ns=s.clock)
         self.handlers = self.uploads.handlers()
+        # Verified dock receipts by (SHA-256, trust list version): one receipt comes with each of its segments.
+        self._docks: OrderedDict[tuple[str, tuple[int, int]], DockReceipt] = OrderedDict()
+        self._docks_lock = threading.Lock()
 
     async def _on_complete(self, upload: CompletedUpload) -> dict[str, str]:
         receipt = await self.s.db.run(self.ingest, upload.principal, upload.metadata, upload.data_path,
@@ -125,10 +149,6 @@ class Ingest:
         """Keep one uploaded segment and return its server receipt (the stored one if it was kept before).
         `sha256` is the file's, when tus hashed it on the way in; otherwise the file is read and hashed here."""
         meta = read_metadata(metadata)
-        with self.s.db.read() as conn:
-            known = stored_receipt(conn, meta.manifest.hash.hex())
-        if known is not None:
-            return known
         body = Body(path.stat().st_size, sha256) if sha256 is not None else _hash_file(path)
         # Even quarantined footage is kept, under its real hash; a record without media has no blob.
         keep_blob = meta.manifest.media is not None or body.size > 0
@@ -155,21 +175,22 @@ class Ingest:
         if known is not None:
             return known
         dock_sha256 = hashlib.sha256(meta.dock_receipt).hexdigest()
-        dock_id = conn.execute(select(dock_receipts.c.id).where(dock_receipts.c.sha256 == dock_sha256)).scalar()
+        dock_id = conn.execute(_DOCK_ID, {"sha256": dock_sha256}).scalar()
         entries = [] if dock_id is not None else [(_KIND[receipts.DOCK_TYPE], meta.dock_receipt)]
         entries.append((_KIND[manifest.TYPE], meta.envelope))
         now = s.clock()
         first = s.log.append(conn, entries, now)
         # Appending holds the log's lock until commit, so the neighbours read below cannot change meanwhile.
         if dock_id is None:
-            f = dock_fields(meta.dock_receipt)
-            dock_id = conn.execute(insert(dock_receipts).values(
+            f = checks.dock_fields(meta.dock_receipt)
+            dock_id = conn.execute(insert(dock_receipts), dict(
                 sha256=dock_sha256, gateway=f["gateway"], device=f["device"], first_seq=f["first_seq"],
                 last_seq=f["last_seq"], envelope=meta.dock_receipt, log_index=first)).inserted_primary_key[0]
         log_index = first + len(entries) - 1
-        trust = s.trust.trust(conn)
-        findings = check_segment(meta.envelope, m, body, trust, _stored_around(conn, m)) + check_dock_receipt(
-            meta.dock_receipt, m, body.sha256 if m.media is not None else None, gateway, trust)
+        version, trust = s.trust.versioned(conn)
+        dock = self._dock_receipt(meta.dock_receipt, dock_sha256, version, trust)
+        findings = (checks.check_segment(meta.envelope, m, body, trust, _stored_around(conn, m))
+                    + checks.check_dock_receipt(dock, m, body.sha256 if m.media is not None else None, gateway))
         failed = list(dict.fromkeys(f["code"] for f in findings if f["code"] not in errors.INFORMATIONAL))
         media_sha256 = body.sha256 if keep_blob else None
         status = receipts.QUARANTINED if failed else receipts.STORED
@@ -178,7 +199,7 @@ class Ingest:
             "manifest": manifest_hash, "media_sha256": media_sha256, "received_ns": now, "log_index": log_index,
             "status": status, "findings": failed,
         })
-        segment_id = conn.execute(insert(segments).values(
+        segment_id = conn.execute(insert(segments), dict(
             manifest=manifest_hash, device=m.device, seq=m.seq, kind=m.kind, **_times_and_place(m),
             officer=(m.fields["assignment"] or {}).get("officer"), unit=_unit(conn, m.device),
             markers=len(m.fields["markers"]), media_name=m.media["name"] if m.media else None,
@@ -192,6 +213,19 @@ class Ingest:
         return receipt
 
 
+    def _dock_receipt(self, raw: bytes, sha256: str, version: tuple[int, int], trust: TrustList) -> DockReceipt:
+        key = (sha256, version)
+        with self._docks_lock:
+            known = self._docks.get(key)
+        if known is None:
+            known = checks.open_dock_receipt(raw, trust)
+            with self._docks_lock:
+                self._docks[key] = known
+                if len(self._docks) > _DOCK_RECEIPTS_KEPT:
+                    self._docks.popitem(last=False)
+        return known
+
+
 def _times_and_place(m: Manifest) -> dict[str, int | None]:
     points = m.fields["track"]["points"]
     lats, lons = [p["lat_e7"] for p in points], [p["lon_e7"] for p in points]
@@ -201,16 +235,13 @@ def _times_and_place(m: Manifest) -> dict[str, int | None]:
 
 
 def _unit(conn: Connection, device: str) -> str | None:
-    return conn.execute(select(enrolled.c.unit).where(enrolled.c.id == device, enrolled.c.role == "device")).scalar()
+    return conn.execute(_UNIT, {"device": device}).scalar()
 
 
 def _stored_around(conn: Connection, m: Manifest) -> list[Stored]:
     """Every stored manifest of the device at `seq` (forks), and one at `seq ± 1`: a stored one before a
     quarantined one, then the first received."""
-    rows = conn.execute(
-        select(segments.c.seq, segments.c.manifest, segments.c.envelope)
-        .where(segments.c.device == m.device, segments.c.seq.in_([m.seq - 1, m.seq, m.seq + 1]))
-        .order_by(case((segments.c.status == receipts.STORED, 0), else_=1), segments.c.id)).all()
+    rows = conn.execute(_AROUND, {"device": m.device, "seqs": [m.seq - 1, m.seq, m.seq + 1]}).all()
     around: list[Stored] = []
     for r in rows:
         if r.seq == m.seq or all(s.seq != r.seq for s in around):

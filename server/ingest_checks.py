@@ -10,7 +10,8 @@ chain (the log monitor), since gateways may send segments out of order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,16 +67,26 @@ def check_segment(envelope: bytes, m: Manifest, body: Body, trust: TrustList,
     return found
 
 
-def check_dock_receipt(raw: bytes, m: Manifest, media_sha256: str | None, gateway: str,
-                       trust: TrustList) -> list[Finding]:
+@dataclass(frozen=True)
+class DockReceipt:
+    """A dock receipt as verified: its fields (checked for form) and what its signature check found."""
+
+    fields: Mapping[str, Any]
+    findings: tuple[Finding, ...]
+
+
+def open_dock_receipt(raw: bytes, trust: TrustList) -> DockReceipt:
+    """The dock receipt's fields and its signature's findings; ProtocolError if it is malformed."""
+    try:
+        return DockReceipt(receipts.open_receipt(raw, receipts.DOCK_TYPE, trust).fields, ())
+    except ProtocolError as exc:
+        return DockReceipt(dock_fields(raw), (finding(exc.code, f"dock receipt: {exc.message}"),))
+
+
+def check_dock_receipt(dock: DockReceipt, m: Manifest, media_sha256: str | None, gateway: str) -> list[Finding]:
     """Findings about the dock receipt the uploading gateway sent with the segment: signed by that gateway,
     naming this seq with this manifest and the file received; a finding the gateway made itself is kept."""
-    found: list[Finding] = []
-    try:
-        fields = receipts.open_receipt(raw, receipts.DOCK_TYPE, trust).fields
-    except ProtocolError as exc:
-        found.append(finding(exc.code, f"dock receipt: {exc.message}"))
-        fields = dock_fields(raw)
+    found, fields = list(dock.findings), dock.fields
     if fields["gateway"] != gateway:
         found.append(finding(errors.RECEIPT_WRONG_GATEWAY,
                              f"the dock receipt is {fields['gateway']}'s, but {gateway} uploaded the segment"))
@@ -90,8 +101,10 @@ def check_dock_receipt(raw: bytes, m: Manifest, media_sha256: str | None, gatewa
     return found
 
 
-def dock_fields(raw: bytes) -> dict[str, Any]:
-    """A dock receipt's fields, checked for form but not for signature; ProtocolError if malformed."""
+@functools.lru_cache(maxsize=64)
+def dock_fields(raw: bytes) -> Mapping[str, Any]:
+    """A dock receipt's fields, checked for form but not for signature; ProtocolError if malformed. Cached:
+    one receipt covers up to 250 segments, each uploaded with it (so callers must not change the fields)."""
     env = signatures.open_envelope(raw, receipts.DOCK_TYPE)
     try:
         return receipts.check_dock(canonical.decode(env.payload))

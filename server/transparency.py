@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from protocol.tlog import merkle
 from protocol.tlog.checkpoint import Checkpoint, sign_checkpoint
@@ -24,6 +24,15 @@ from server.schema import log_checkpoints, log_entries, log_head, log_tiles
 
 HASH = merkle.HASH_SIZE
 _CACHE_TILES = 2048  # full tiles never change; 2048 of them is 16 MiB
+
+
+# The statements of every append, built once: building one costs more than running it.
+_HEAD = select(log_head.c.size).where(log_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_SET_HEAD = update(log_head).where(log_head.c.id == 1).values(size=bindparam("new_size"))
+_TILE = select(log_tiles.c.hashes).where(log_tiles.c.level == bindparam("level"), log_tiles.c.idx == bindparam("idx"))
+_SET_TILE = (update(log_tiles).where(log_tiles.c.level == bindparam("at_level"), log_tiles.c.idx == bindparam("at_idx"))
+             .values(hashes=bindparam("new_hashes")))
 
 
 class LogError(Exception):
@@ -48,16 +57,13 @@ class TransparencyLog:
         a write transaction (server.database.Database.write)."""
         if not entries:
             raise LogError("nothing to append")
-        stmt = select(log_head.c.size).where(log_head.c.id == 1)
-        if conn.dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        size = conn.execute(stmt).scalar_one()
+        size = conn.execute(_HEAD if conn.dialect.name == "sqlite" else _HEAD_FOR_UPDATE).scalar_one()
         conn.execute(insert(log_entries), [
             {"idx": size + i, "kind": kind, "entry": entry} for i, (kind, entry) in enumerate(entries)
         ])
         new_size = size + len(entries)
         written = self._extend_tiles(conn, size, [merkle.leaf_hash(e) for _, e in entries])
-        conn.execute(update(log_head).where(log_head.c.id == 1).values(size=new_size))
+        conn.execute(_SET_HEAD, {"new_size": new_size})
 
         # The root needs the right edge of the tree, which is the tiles just written: no need to read them back.
         def tile(t: Tile) -> bytes:
@@ -76,8 +82,7 @@ class TransparencyLog:
         while hashes:
             count = size >> (TILE_HEIGHT * level)
             index, width = divmod(count, TILE_WIDTH)
-            row = conn.execute(select(log_tiles.c.hashes).where(
-                log_tiles.c.level == level, log_tiles.c.idx == index)).scalar_one_or_none() if width else None
+            row = conn.execute(_TILE, {"level": level, "idx": index}).scalar_one_or_none() if width else None
             current = [row[i : i + HASH] for i in range(0, width * HASH, HASH)] if row else []
             completed: list[bytes] = []
             touched: dict[int, list[bytes]] = {}
@@ -97,14 +102,13 @@ class TransparencyLog:
     @staticmethod
     def _put_tile(conn: Connection, level: int, idx: int, data: bytes, existed: bool) -> None:
         if existed:
-            conn.execute(update(log_tiles).where(log_tiles.c.level == level, log_tiles.c.idx == idx)
-                         .values(hashes=data))
+            conn.execute(_SET_TILE, {"at_level": level, "at_idx": idx, "new_hashes": data})
         else:
-            conn.execute(insert(log_tiles).values(level=level, idx=idx, hashes=data))
+            conn.execute(insert(log_tiles), {"level": level, "idx": idx, "hashes": data})
 
     def _sign(self, conn: Connection, size: int, root: bytes, now_ns: int) -> None:
         note = sign_checkpoint(Checkpoint(self.identity.origin, size, root), [self.identity.note_signer])
-        conn.execute(insert(log_checkpoints).values(size=size, root=root, note=note, signed_ns=now_ns))
+        conn.execute(insert(log_checkpoints), {"size": size, "root": root, "note": note, "signed_ns": now_ns})
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -124,8 +128,7 @@ class TransparencyLog:
             if cached is not None:
                 self._full_tiles.move_to_end(key)
                 return cached[: tile.width * HASH]
-        data = conn.execute(select(log_tiles.c.hashes).where(
-            log_tiles.c.level == tile.level, log_tiles.c.idx == tile.index)).scalar_one_or_none()
+        data = conn.execute(_TILE, {"level": tile.level, "idx": tile.index}).scalar_one_or_none()
         if data is None or len(data) < tile.width * HASH:
             raise LogError(f"{tile.path} is beyond the log")
         if len(data) == TILE_WIDTH * HASH:

@@ -48,6 +48,9 @@ def revoke_key(conn: Connection, keyid: str, revocation: Revocation) -> None:
         raise ValueError(f"key {keyid} is not enrolled, or is revoked already")
 
 
+_VERSION = select(func.count(), func.count(keys.c.revoked_at_ns)).select_from(keys)
+
+
 class TrustStore:
     """The trust list as of the newest committed change, cached per process."""
 
@@ -55,11 +58,16 @@ class TrustStore:
         self._cached: tuple[tuple[int, int], TrustList] | None = None
 
     def trust(self, conn: Connection) -> TrustList:
-        """A fresh TrustList the caller may change. The version is read before the rows, so a cached list is
-        never older than the version it is filed under (at worst newer, and then reloaded once more)."""
-        count, revoked = conn.execute(select(func.count(), func.count(keys.c.revoked_at_ns)).select_from(keys)).one()
+        """A fresh TrustList the caller may change."""
+        return self.versioned(conn)[1]
+
+    def versioned(self, conn: Connection) -> tuple[tuple[int, int], TrustList]:
+        """The trust list's version and a fresh copy of it; what was verified against one version holds for as
+        long as the version stays. The version is read before the rows, so a cached list is never older than
+        the version it is filed under (at worst newer, and then reloaded once more)."""
+        version = tuple(conn.execute(_VERSION).one())
         cached = self._cached
-        if cached is None or cached[0] != (count, revoked):
-            cached = ((count, revoked), load(conn))
+        if cached is None or cached[0] != version:
+            cached = (version, load(conn))
             self._cached = cached
-        return TrustList(cached[1].entries())
+        return cached[0], TrustList(cached[1].entries())
