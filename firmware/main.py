@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from firmware.config import RecorderConfig
+from firmware.config import ConfigError, RecorderConfig
+from firmware.dock_client import DockClient, DockSummary
 from firmware.recorder import Recorder
 from firmware.store import RecorderStore
 from firmware.telemetry import Telemetry, TlsOptions
@@ -132,3 +133,21 @@ def run(config: RecorderConfig) -> int:
         log.info("camera produced %d video frames", produced)
     log.info("recorder %s stopped cleanly", config.device)
     return 0
+
+
+def dock_store(config: RecorderConfig, gateway_url: str) -> DockSummary:
+    """Dock a recorder that is not running: its store, its key (file or secure element) and the gateways'
+    trust list, against the bay at `gateway_url`. No clock-sync record is signed here (a record needs a
+    boot session); the recorder follows the gateway's time when it runs docked."""
+    gateways = _gateways(config.gateway_trust_file)
+    if gateways is None:
+        raise ConfigError("[recorder] needs gateway_trust_file to check the gateway's dock receipts")
+    supervisor = None if config.key_file is not None else _supervisor(config)
+    if supervisor is not None:
+        supervisor.start()
+    try:
+        store = RecorderStore(config.store, config.device)
+        return DockClient(store, _signer(config, supervisor), gateways, gateway_url).dock()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()

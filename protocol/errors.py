@@ -54,6 +54,15 @@ AUTH_WRONG_SERVER = "auth.wrong_server"
 AUTH_STALE = "auth.stale"
 AUTH_REPLAYED = "auth.replayed"
 
+# The dock link between a recorder and a gateway's bay (protocol/dock.py)
+DOCK_MALFORMED = "dock.malformed"
+DOCK_CHALLENGE_MISMATCH = "dock.challenge_mismatch"
+DOCK_STALE = "dock.stale"
+DOCK_NO_SESSION = "dock.no_session"
+DOCK_NOT_PLANNED = "dock.not_planned"
+DOCK_OFFSET_MISMATCH = "dock.offset_mismatch"
+DOCK_DISK_FULL = "dock.disk_full"
+
 # Evidence packages (docs/evidence-package.md)
 PACKAGE_MALFORMED = "package.malformed"
 PACKAGE_SEAL_BAD = "package.seal_bad"
@@ -112,6 +121,13 @@ DESCRIPTIONS: dict[str, str] = {
     AUTH_WRONG_SERVER: "a gateway authentication is addressed to another server",
     AUTH_STALE: "a gateway authentication was issued too long before or after the server's time",
     AUTH_REPLAYED: "a gateway authentication was presented before (its nonce was used)",
+    DOCK_MALFORMED: "a dock link message lacks fields, has unknown fields or wrong types",
+    DOCK_CHALLENGE_MISMATCH: "a device's signed hello does not answer the challenge the gateway gave on that bay",
+    DOCK_STALE: "a device's signed hello answers a challenge older than the gateway accepts",
+    DOCK_NO_SESSION: "a dock request carries no session token the bay knows: start again with hello",
+    DOCK_NOT_PLANNED: "file bytes are sent for a segment the gateway's transfer plan does not ask for",
+    DOCK_OFFSET_MISMATCH: "file bytes are sent from another offset than the gateway holds",
+    DOCK_DISK_FULL: "the gateway's spool would fall below its free-space reserve: the recorder keeps its footage",
     PACKAGE_MALFORMED: "the package archive, or its index, trust list, log key or checkpoint, cannot be parsed",
     PACKAGE_SEAL_BAD: "the package seal is missing or malformed, or does not match the archive bytes or its key",
     PACKAGE_SEAL_UNTRUSTED: "the package is sealed by a key that is not a server key you trust",
