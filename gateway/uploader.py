@@ -96,6 +96,7 @@ class Uploader:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.failures = 0  # failures reaching the server in a row, all uploads together
+        self.last_error: str | None = None  # the newest of those failures, for the station page
         self._busy: set[str] = set()
         self._changed = asyncio.Event()  # something was uploaded, released, or arrived (wake)
         self._gate = asyncio.Lock()  # held while waiting out a backoff: no upload starts meanwhile
@@ -167,12 +168,13 @@ class Uploader:
             log.exception("%s: upload failed unexpectedly", _label(seg))
             await self._back_off(seg, exc, started_in)
             return
-        self.failures = 0
+        self.failures, self.last_error = 0, None
 
     async def _back_off(self, seg: Spooled, exc: Exception, started_in: int) -> None:
         """Wait before the next try; a failure of a try that began before the last wait ended is the same
         outage seen by another upload, so it is logged but not waited for again."""
         level = logging.ERROR if isinstance(exc, SignInRefused) else logging.WARNING
+        self.last_error = f"{_label(seg)}: {exc}"
         async with self._gate:
             if started_in != self._round:
                 log.log(level, "%s: upload failed: %s", _label(seg), exc)

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "simulators.cli",
     "server.cli",
     "server.admin_cli",
+    "gateway.cli",
 )
 
 EXIT_USAGE = 2
