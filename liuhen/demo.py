@@ -68,13 +68,11 @@ def tamper(store: Path) -> Path:
 
 
 def serve(store: Path) -> int:
-    step("A case server on embedded defaults takes every recording (liuhen server run)")
-    gateway_key = OUT / "keys" / f"{demo_server.GATEWAY}.key"
-    write_private_key(gateway_key, signatures.generate())
+    step("A station gateway and a case server on embedded defaults (liuhen gateway run, liuhen server run)")
     stores = {"SIM-0001": OUT / "recorder" / "store", **{device: store for device in DEVICES}}
     keys = {"SIM-0001": OUT / "recorder" / "keys" / "SIM-0001.key",
             **{device: OUT / "keys" / f"{device}.key" for device in DEVICES}}
-    return demo_server.run(OUT / "server", stores, keys, gateway_key, lambda args: liuhen(args))
+    return demo_server.run(OUT, stores, keys, lambda args: liuhen(args))
 
 
 def recorder_run() -> int:
@@ -107,9 +105,9 @@ def main() -> int:
     print(f"- made {len(DEVICES)} device keys (Ed25519 and ES256) and {trust_path}")
     print(f"- recorded {len(list(store.rglob('*' + layout.MANIFEST_SUFFIX)))} signed manifests into {store}/")
     print(f"- liuhen verify on the original: exit {clean} (intact); on the tampered copy: exit {tampered}")
-    print(f"- ran liuhen server run on embedded defaults ({OUT}/server): every recording uploaded over tus with "
-          f"signed receipts, searched, played, exported and verified offline, its log monitored: exit {served}")
-    print("The docking gateway comes next; this demo grows with it.")
+    print(f"- ran liuhen gateway run and liuhen server run on embedded defaults ({OUT}/gateway, {OUT}/server): "
+          f"every recorder docked, was freed by signed dock receipts, and everything reached the server with "
+          f"signed receipts; then searched, played, exported and verified offline, its log monitored: exit {served}")
     return 0 if (recorded, clean, tampered, served) == (0, 0, 1, 0) else 1
 
 

@@ -1,16 +1,12 @@
-"""The case server part of `make demo`: a real `liuhen server run` process on embedded defaults (SQLite and
-a blob folder), recordings uploaded to it over tus as a docking gateway would, then found, played with a
-Range request, exported as a sealed evidence package that `liuhen verify` checks offline, and its
+"""The station and case server part of `make demo`: a real `liuhen server run` process on embedded defaults
+(SQLite and a blob folder) and a real `liuhen gateway run` (liuhen/demo_gateway.py); the recorders dock at the
+gateway, which verifies, spools and uploads everything over tus; then the footage is found, played with a Range
+request, exported as a sealed evidence package that `liuhen verify` checks offline, and the server's
 transparency log checked by `liuhen log monitor`.
-
-The uploads stand in for the docking gateway, which does this at the station; the demo signs its dock
-receipts with a gateway key of its own.
 """
 
 from __future__ import annotations
 
-import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from tusclient import client
 
 from hardware.keystore import read_private_key
-from protocol import gateway_auth, layout, manifest, receipts, signatures
-from protocol.trust import parse_trust_list
+from liuhen.demo_gateway import DemoGateway, dock, free_port
+from protocol import signatures
 
 GATEWAY = "GW-DEMO"
 VKEY_LINE = "log verifier key (publish it):"
@@ -30,12 +25,6 @@ PASSWORD = "demo password, change me"
 REASON = "demo: reviewing the patrol before the hearing"
 
 Run = Callable[[list[str]], int]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _public_key_file(private: Path) -> Path:
@@ -48,7 +37,7 @@ class DemoServer:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.config = out / "server.toml"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.vkey = ""
@@ -91,47 +80,6 @@ class DemoServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
-
-
-class DemoGateway:
-    """Signs in with its enrolled key, signs one dock receipt per recorder, uploads every file over tus."""
-
-    def __init__(self, key: Path, url: str, server_name: str) -> None:
-        self.signer = signatures.KeySigner(read_private_key(key))
-        self.url = url
-        statement = gateway_auth.issue(self.signer, {"gateway": GATEWAY, "server": server_name,
-                                                     "issued_ns": time.time_ns(), "nonce": secrets.token_hex(16)})
-        r = requests.post(f"{url}/api/gateway/session", data=statement,
-                          headers={"Content-Type": gateway_auth.TYPE}, timeout=10)
-        r.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {r.json()['token']}"}
-        self.tus = client.TusClient(f"{url}/api/uploads/", headers=self.headers)
-
-    def upload_device(self, folder: Path) -> dict[str, int]:
-        envelopes = sorted(folder.glob(f"*{layout.MANIFEST_SUFFIX}"))
-        manifests = [manifest.parse(signatures.open_envelope(p.read_bytes(), manifest.TYPE).payload)
-                     for p in envelopes]
-        dock = self._dock_receipt(manifests)
-        empty = folder.parent / ".empty"
-        empty.write_bytes(b"")
-        trust = parse_trust_list(requests.get(f"{self.url}/api/trust", timeout=10).content)
-        counts = {receipts.STORED: 0, receipts.QUARANTINED: 0}
-        for path, m in zip(envelopes, manifests, strict=True):
-            media = folder / m.media["name"] if m.media else empty
-            self.tus.uploader(file_path=str(media), chunk_size=4 * 1024 * 1024, metadata={
-                "manifest": path.read_text(encoding="ascii"), "dock_receipt": dock.decode("ascii")}).upload()
-            r = requests.get(f"{self.url}/api/ingest/receipts/{m.hash.hex()}", headers=self.headers, timeout=10)
-            r.raise_for_status()
-            counts[receipts.open_receipt(r.content, receipts.SERVER_TYPE, trust)["status"]] += 1
-        return counts
-
-    def _dock_receipt(self, chain: list[manifest.Manifest]) -> bytes:
-        return receipts.issue(self.signer, receipts.DOCK_TYPE, {
-            "gateway": GATEWAY, "device": chain[0].device, "first_seq": chain[0].seq, "last_seq": chain[-1].seq,
-            "head": chain[-1].hash.hex(), "received_ns": time.time_ns(), "clock_offset_ns": 0,
-            "segments": [{"seq": m.seq, "manifest": m.hash.hex(),
-                          "media_sha256": m.media["sha256"] if m.media else None, "result": receipts.RESULT_OK}
-                         for m in chain]})
 
 
 def _supervisor(url: str) -> requests.Session:
@@ -182,24 +130,33 @@ def _export(sup: requests.Session, url: str, path: Path, body: dict[str, object]
     return path
 
 
-def run(out: Path, stores: dict[str, Path], keys: dict[str, Path], gateway_key: Path, liuhen: Run) -> int:
-    """The server demo over the recorders' stores (device -> store folder, device -> private key file)."""
-    server = DemoServer(out)
+def run(out: Path, stores: dict[str, Path], keys: dict[str, Path], liuhen: Run) -> int:
+    """The station and server demo over the recorders' stores (device -> store root, device -> private key)."""
+    server = DemoServer(out / "server")
     server.init()
     for device, key in keys.items():
         server.admin("device", "enroll", "--id", device, "--key", str(_public_key_file(key)), "--unit", "U1")
-    server.admin("gateway", "enroll", "--id", GATEWAY, "--key", str(_public_key_file(gateway_key)))
     server.admin("user", "add", "--username", "sup.wang", "--role", "supervisor", "--unit", "U1",
                  "--password-stdin", stdin=PASSWORD + "\n")
     server.start()
+    gateway = DemoGateway(out / "gateway", GATEWAY, server.url, "demo-server", len(stores))
     try:
-        gateway = DemoGateway(gateway_key, server.url, "demo-server")
-        for device, store in stores.items():
-            counts = gateway.upload_device(store / device)
-            print(f"uploaded {device} over tus: {counts[receipts.STORED]} stored, "
-                  f"{counts[receipts.QUARANTINED]} quarantined, each with a signed server receipt")
-        return _summary(*retrieve(server.url, out, "SIM-0001", server.vkey, liuhen))
+        server.admin("gateway", "enroll", "--id", GATEWAY, "--key", str(gateway.init()))
+        gateways = out / "gateways.json"  # what the recorders check dock receipts against
+        server.admin("trust", "export", "--out", str(gateways))
+        gateway.start()
+        for bay, (device, store) in enumerate(stores.items()):
+            docked = dock(out / "docked", device, store / device, keys[device], gateways, gateway.bay(bay))
+            flagged = sum(r != "ok" for r in docked["results"].values())
+            print(f"{device} docked at bay-{bay + 1}: {docked['offered']} manifests offered, "
+                  f"{docked['files_sent']} files sent ({docked['bytes_sent']} bytes), {flagged} flagged, "
+                  f"{docked['receipts']} signed dock receipts, {len(docked['freed'])} freed on the recorder")
+        backlog = gateway.wait_uploaded()["backlog"]
+        print(f"gateway backlog: {backlog['count']} segments left; everything uploaded over tus, each answered "
+              f"with a signed server receipt the gateway verified before deleting its copy")
+        return _summary(*retrieve(server.url, out / "server", "SIM-0001", server.vkey, liuhen))
     finally:
+        gateway.stop()
         server.stop()
 
 
