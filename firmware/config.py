@@ -32,6 +32,8 @@ class RecorderConfig:
     gnss_baud: int = 9600
     mcu_port: str | None = "/dev/ttyAMA1"
     gateway_trust_file: Path | None = None  # trust list of the station gateways (receipts, assignments)
+    dock_gateway_url: str = ""  # the bay's gateway, e.g. http://10.0.7.1:8701; empty: no docking while running
+    dock_interval_seconds: float = 60.0  # the longest wait between two docks while docked
     mqtt_url: str = ""  # telemetry broker, mqtt://host:port or mqtts://...; empty: no telemetry
     mqtt_ca_file: Path | None = None  # CA for mqtts:// brokers
     telemetry_outbox: Path | None = None  # None: <store>/.state/telemetry
@@ -64,4 +66,8 @@ def load_config(path: Path) -> RecorderConfig:
         raise ConfigError(f"{path}: prerecord_seconds must be 0-120")
     if config.segment_seconds < 1:
         raise ConfigError(f"{path}: segment_seconds must be at least 1")
+    if config.dock_gateway_url and config.gateway_trust_file is None:
+        raise ConfigError(f"{path}: dock_gateway_url needs gateway_trust_file, to check the gateway's dock receipts")
+    if config.dock_interval_seconds < 1:
+        raise ConfigError(f"{path}: dock_interval_seconds must be at least 1")
     return config

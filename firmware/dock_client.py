@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -30,6 +30,9 @@ log = logging.getLogger("liuhen.recorder.dock")
 
 # Follows the gateway's time: Recorder.dock_sync(utc_ns, mono_ns, gateway), which signs a clock-sync record.
 ClockSync = Callable[[int, int, str], Any]
+# Deletes footage a kept receipt names, returning the bytes freed: RecorderStore.free, or a running recorder's
+# Recorder.free (on its own thread, since freeing changes what it knows of its storage).
+Free = Callable[[list[int]], int]
 
 
 class DockStopped(Exception):
@@ -39,6 +42,11 @@ class DockStopped(Exception):
 
 class _LinkLost(Exception):
     """The link dropped, the gateway restarted or failed for a moment: start again with hello."""
+
+
+class Undocked(Exception):
+    """The recorder left the dock (or is stopping): docking ends at once. The gateway keeps what arrived of a
+    file, so the next dock resumes it; nothing without a receipt was freed."""
 
 
 @dataclass
@@ -91,7 +99,8 @@ class DockClient:
                  sync: ClockSync | None = None, utc_ns: Callable[[], int] = time.time_ns,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns, http: requests.Session | None = None,
                  retries: int = 5, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, stopped: Callable[[], bool] = lambda: False,
+                 free: Free | None = None) -> None:
         self.store = store
         self.signer = signer
         self.gateways = gateways
@@ -104,6 +113,8 @@ class DockClient:
         self.backoff_s = backoff_s
         self.sleep = sleep
         self.timeout_s = timeout_s
+        self.stopped = stopped
+        self.free = free or store.free
 
     # -- the whole dock ---------------------------------------------------------------------------------
 
@@ -115,10 +126,11 @@ class DockClient:
         while True:
             progress = (summary.files_sent, summary.bytes_sent)
             try:
+                self._check_docked()
                 self._dock_once(summary)
                 summary.error = None
                 break
-            except DockStopped as exc:
+            except (DockStopped, Undocked) as exc:
                 summary.error = str(exc)
                 break
             except ProtocolError as exc:
@@ -148,6 +160,10 @@ class DockClient:
             self.apply(self.receipts(session, list(by_seq)), summary)
             raise
         self.apply(self.receipts(session, list(by_seq)), summary)
+
+    def _check_docked(self) -> None:
+        if self.stopped():
+            raise Undocked("the recorder left the dock, or is stopping")
 
     # -- the steps --------------------------------------------------------------------------------------
 
@@ -213,7 +229,8 @@ class DockClient:
             with open(held.media_path, "rb") as f:
                 f.seek(offset)
                 try:
-                    body = self._request("PUT", f"/dock/files/{transfer.seq}", session, data=f,
+                    body = self._request("PUT", f"/dock/files/{transfer.seq}", session,
+                                         data=_DockedBody(f, transfer.size - offset, self._check_docked),
                                          headers={dock.OFFSET_HEADER: str(offset),
                                                   "Content-Length": str(transfer.size - offset)})
                 except _OffsetMismatch as exc:
@@ -242,7 +259,7 @@ class DockClient:
                 summary.error = str(exc)
                 continue
             summary.receipts += 1
-            summary.freed_bytes += self.store.free(covered)
+            summary.freed_bytes += self.free(covered)
             summary.freed.extend(covered)
 
     # -- HTTP -------------------------------------------------------------------------------------------
@@ -265,6 +282,21 @@ class DockClient:
             except ValueError as exc:
                 raise DockStopped(f"{method} {path}: the gateway's answer is not JSON") from exc
         _refusal(method, path, r)
+
+
+class _DockedBody:
+    """A file's bytes as requests sends them, block by block, while the recorder stays in the dock: leaving it
+    ends the transfer mid-file, as pulling the recorder out would."""
+
+    def __init__(self, file: BinaryIO, length: int, check_docked: Callable[[], None]) -> None:
+        self.file, self.length, self.check_docked = file, length, check_docked
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        self.check_docked()
+        return self.file.read(n)
 
 
 # The session or the challenge is gone (the gateway restarted, the bay saw another hello, signing was slow).

@@ -3,18 +3,21 @@
 States: standby (pre-record buffering), recording, post-record, docked (no
 buffering), low battery, storage full. One loop takes camera packets and
 supervisor events in order; every segment and every event in the device's
-life becomes a signed manifest in the store, in one hash chain.
+life becomes a signed manifest in the store, in one hash chain. Other threads
+(the dock client) have the loop do what changes the recorder (`call`).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from firmware import telemetry
 from firmware.config import RecorderConfig
@@ -26,8 +29,8 @@ from firmware.store import RecorderStore
 from firmware.telemetry import recorder_status
 from firmware.timekeeper import TimeKeeper
 from hardware.gnss import GnssReceiver
-from hardware.media import AUDIO, EncodedPacket, MediaSource
-from hardware.storage import Storage
+from hardware.media import AUDIO, VIDEO, EncodedPacket, MediaSource
+from hardware.storage import Space, Storage
 from hardware.supervisor import (
     MARK,
     RECORD,
@@ -61,6 +64,13 @@ _EVENT_DETAIL = frozenset({"reason", "missing", "free_bytes", "total_bytes", "op
 _ENTER_EVENTS = {RECORDING: telemetry.RECORDING_STARTED, DOCKED: telemetry.DOCKED, LOW_BATTERY: telemetry.LOW_BATTERY}
 _LEAVE_EVENTS = {RECORDING: telemetry.RECORDING_STOPPED, POST_RECORD: telemetry.RECORDING_STOPPED,
                  DOCKED: telemetry.UNDOCKED}
+
+
+T = TypeVar("T")
+
+
+class RecorderStopped(RuntimeError):
+    """The recorder has stopped: what was asked of it with `call` will not be done."""
 
 
 class TelemetrySink(Protocol):
@@ -112,6 +122,12 @@ class Recorder:
         self.warned_fraction = 0.0
         self._open_index = 0
         self.committed: list[Manifest] = []
+        self.external_power = False  # docked or on a charger, as the supervisor last reported
+        # Told each new state, on the loop's thread (it must not block): how the dock client learns of the dock.
+        self.on_state_change: Callable[[str], None] | None = None
+        self._calls: list[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]] = []
+        self._calls_lock = threading.Lock()
+        self._calls_closed = False
 
     # -- boot and recovery ------------------------------------------------------------------------
 
@@ -136,6 +152,10 @@ class Recorder:
             })
         atomic_write(running, self.session.encode())
         self.media.set_overlay(self._overlay_lines())
+        # A recorder started in the dock docks now: the supervisor reports power only when it changes.
+        battery = self.supervisor.battery() if self.supervisor else None
+        if battery is not None:
+            self._battery(battery)
 
     def _recover(self, path: Path) -> dict[str, Any] | None:
         info = OpenSegmentInfo.read(path.with_suffix(".json"))
@@ -228,6 +248,8 @@ class Recorder:
                 self._event(kind, session=self.session)
         self.state = state
         self.last_status_ns = None  # a new state is worth a status now
+        if self.on_state_change is not None:
+            self.on_state_change(state)
 
     def _publish_status(self, now: int) -> None:
         """The retained status: battery, storage, state, GNSS fix, chain head, clock source."""
@@ -276,14 +298,15 @@ class Recorder:
     def handle_packet(self, packet: EncodedPacket) -> None:
         if self.state in (RECORDING, POST_RECORD):
             assert self.segmenter is not None and self.open is not None
-            if self.open.stop_at_mono_ns is not None and packet.capture_ns >= self.open.stop_at_mono_ns:
-                self._finish_recording()
-                self.buffer.add(packet)
+            if self.open.stop_at_mono_ns is None or packet.capture_ns < self.open.stop_at_mono_ns:
+                if self.segmenter.current is None and not (packet.kind == VIDEO and packet.keyframe):
+                    return  # begun with nothing buffered (just out of the dock): nothing plays before a keyframe
+                self.segmenter.add(packet)
+                if self.state == STORAGE_FULL:
+                    self._finish_recording()
                 return
-            self.segmenter.add(packet)
-            if self.state == STORAGE_FULL:
-                self._finish_recording()
-        elif self.state == STANDBY:
+            self._finish_recording()
+        if self.state == STANDBY:
             self.buffer.add(packet)
 
     def handle_event(self, event: SupervisorEvent) -> None:
@@ -302,6 +325,10 @@ class Recorder:
             self._sign(manifest.TAMPER, {"opened": event.opened, "count": event.count, "source": event.source})
 
     def toggle_recording(self, mono_ns: int) -> None:
+        if self.state == DOCKED and self._has_room():
+            # A charger looks like a dock to the recorder: the officer's press wins, and the recorder docks
+            # again when this recording ends.
+            self._set_state(STANDBY)
         if self.state == STANDBY:
             self.start_recording(mono_ns)
         elif self.state == RECORDING:
@@ -338,6 +365,13 @@ class Recorder:
         self.shutdown()
 
     def _battery(self, status: BatteryStatus) -> None:
+        appeared = status.external_power and not self.external_power
+        gone = self.external_power and not status.external_power
+        self.external_power = status.external_power
+        if appeared and self.open is None:
+            self.dock()  # during a recording the dock waits for its end: a plug never cuts a recording
+        elif gone:
+            self.undock()
         if status.percent <= self.config.low_battery_percent and not status.external_power:
             if self.open is not None:
                 self._finish_recording()
@@ -352,6 +386,8 @@ class Recorder:
         if self.state in (RECORDING, POST_RECORD):
             self._set_state(STANDBY)
         self._leds()
+        if self.external_power:
+            self.dock()  # it came during the recording
 
     def _utc(self, mono_ns: int) -> int:
         assert self.clock is not None
@@ -383,10 +419,14 @@ class Recorder:
         self._check_storage()
         self._discipline_clock()
 
+    def _warn_level(self, space: Space) -> float:
+        """The highest warning fraction the store has reached (0.0: none)."""
+        used = 1 - space.free_bytes / space.total_bytes if space.total_bytes else 1.0
+        return max((f for f in self.config.storage_warn_fractions if used >= f), default=0.0)
+
     def _check_storage(self) -> None:
         space = self.storage.space()
-        used = 1 - space.free_bytes / space.total_bytes if space.total_bytes else 1.0
-        warn = max((f for f in self.config.storage_warn_fractions if used >= f), default=0.0)
+        warn = self._warn_level(space)
         if warn > self.warned_fraction:
             self._event(telemetry.STORAGE_WARNING, used_fraction=warn, free_bytes=space.free_bytes)
             if self.supervisor is not None:
@@ -452,17 +492,65 @@ class Recorder:
         return self._sign(manifest.CLOCK_SYNC, {"source": step.source, "step_ns": step.step_ns, "gateway": gateway})
 
     def undock(self) -> None:
+        """Out of the dock: back to standby, or to storage-full when the dock could not free enough."""
         if self.state == DOCKED:
             self._set_state(STANDBY)
             self._leds()
+            self._check_storage()
+
+    def free(self, seqs: list[int]) -> int:
+        """Delete the footage a kept dock receipt names (for the dock client, on this thread); returns the
+        bytes freed. The officer is warned afresh as the store fills again, and a full recorder records again."""
+        freed = self.store.free(seqs)
+        self.warned_fraction = self._warn_level(self.storage.space())
+        if self.state == STORAGE_FULL and self._has_room():
+            self._set_state(STANDBY)
+        return freed
+
+    def _has_room(self) -> bool:
+        return self.storage.space().free_bytes >= self.config.storage_reserve_bytes
+
+    # -- calls from other threads ---------------------------------------------------------------
+
+    def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Have the loop's thread run `fn(*args)`, from any thread: only that thread changes the recorder.
+        The future holds its result or exception; RecorderStopped once the recorder has stopped."""
+        future: Future[T] = Future()
+        with self._calls_lock:
+            if not self._calls_closed:
+                self._calls.append((fn, args, future))
+                return future
+        future.set_exception(RecorderStopped("the recorder has stopped"))
+        return future
+
+    def run_calls(self) -> None:
+        """Run, in order, what other threads asked for with `call` (the loop does this between packets)."""
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for fn, args, future in calls:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except Exception as exc:  # the caller's to handle, in its own thread
+                    future.set_exception(exc)
+
+    def _close_calls(self) -> None:
+        with self._calls_lock:
+            self._calls_closed = True
+            calls, self._calls = self._calls, []
+        for _fn, _args, future in calls:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RecorderStopped("the recorder stopped before doing this"))
 
     def run(self, stop: Callable[[], bool]) -> None:
-        """The main loop: packets in capture order, supervisor events between them."""
+        """The main loop: packets in capture order, supervisor events and calls from other threads between
+        them."""
         self.media.start()
         try:
             while not stop():
                 while self.supervisor is not None and (event := self.supervisor.next_event(timeout=0)):
                     self.handle_event(event)
+                self.run_calls()
                 packet = self.media.read(timeout=0.05)
                 if packet is not None:
                     self.handle_packet(packet)
@@ -474,7 +562,8 @@ class Recorder:
                 self.handle_packet(packet)
 
     def shutdown(self) -> None:
-        """A clean stop: finish the open segment and mark the store as cleanly closed."""
+        """A clean stop: finish the open segment, do no more calls and mark the store as cleanly closed."""
+        self._close_calls()
         if self.open is not None:
             self._finish_recording()
         (self.store.state / "running").unlink(missing_ok=True)

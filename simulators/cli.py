@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--segment-seconds", type=int, default=10)
     rec.add_argument("--prerecord-seconds", type=float, default=30.0)
     rec.add_argument("--seed", type=int, help="seed for the random instants of faults")
+    rec.add_argument("--gateway", default="", metavar="URL",
+                     help="the gateway bay the recorder docks at when the scenario docks it (an [mcu] dock event)")
+    rec.add_argument("--gateway-trust", type=Path, metavar="FILE", help="the gateways' trust list (with --gateway)")
     rec.set_defaults(func=_record)
 
 
@@ -36,7 +39,8 @@ def _record(args: argparse.Namespace) -> int:
     try:
         width, height = (int(v) for v in args.size.split("x"))
         run = SimRun(args.device, args.out, args.seconds, args.scenario, Faults.parse(args.faults), width, height,
-                     args.segment_seconds, args.prerecord_seconds, args.seed)
+                     args.segment_seconds, args.prerecord_seconds, args.seed, gateway_url=args.gateway,
+                     gateway_trust=args.gateway_trust)
         summary = record(run)
     except (SimError, ValueError, OSError) as exc:
         print(f"liuhen sim record: {exc}", file=sys.stderr)

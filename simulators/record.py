@@ -7,7 +7,8 @@ driver. This module plays the officer: it presses record on the MCU, waits,
 and switches the recorder off while it records (SIGTERM: the open segment is
 closed and signed); with power-cut faults it kills the recorder process
 (SIGKILL, as a pulled battery would) at random instants and starts it again,
-pressing record each time.
+pressing record each time. Given a gateway, the recorder docks there whenever
+the scenario puts it in the dock (the MCU's `dock` action: external power).
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class SimRun:
     marks_at_s: list[float] = field(default_factory=list)  # mark presses, seconds into the recording
     kills: list[float] = field(default_factory=list)  # seconds into the recording of each power cut
     kill_mono_ns: list[int] = field(default_factory=list)  # the same instants on CLOCK_MONOTONIC
+    gateway_url: str = ""  # the dock's gateway bay; empty: the recorder does not dock
+    gateway_trust: Path | None = None  # the gateways' trust list, to check their dock receipts
+
+    def __post_init__(self) -> None:
+        if self.gateway_url and self.gateway_trust is None:
+            raise SimError("a gateway needs its trust list (--gateway-trust), to check its dock receipts")
 
     @property
     def store(self) -> Path:
@@ -120,6 +127,9 @@ def _config(run: SimRun, gnss: SimulatedGnss, mcu: SimulatedMcu) -> Path:
     ]
     if run.faults.storage_quota_bytes is not None:
         lines += [f"storage_quota_bytes = {run.faults.storage_quota_bytes}", "storage_reserve_bytes = 1000000"]
+    if run.gateway_url and run.gateway_trust is not None:
+        lines += [f"dock_gateway_url = {json.dumps(run.gateway_url)}",
+                  f"gateway_trust_file = {json.dumps(str(run.gateway_trust.resolve()))}"]
     path = run.out / "recorder.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
