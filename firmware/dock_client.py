@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 import requests
 
 from firmware.store import RecorderStore, StoreError
-from protocol import dock, errors, layout, signatures
+from protocol import assignment, dock, errors, layout, signatures
+from protocol.assignment import Assignment
 from protocol.dock import Challenge, Plan, Refusal, Transfer
 from protocol.errors import ProtocolError
 from protocol.trust import TrustList
@@ -67,6 +68,7 @@ class DockSummary:
     freed: list[int] = field(default_factory=list)
     freed_bytes: int = 0
     kept: list[int] = field(default_factory=list)  # seqs still without a dock receipt
+    assignment: str | None = None  # the ref of the check-out the recorder took at this dock
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class DockClient:
                  monotonic_ns: Callable[[], int] = time.monotonic_ns, http: requests.Session | None = None,
                  retries: int = 5, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  timeout_s: float = 30.0, stopped: Callable[[], bool] = lambda: False,
-                 free: Free | None = None) -> None:
+                 free: Free | None = None, assign: Callable[[Assignment], None] | None = None) -> None:
         self.store = store
         self.signer = signer
         self.gateways = gateways
@@ -115,6 +117,7 @@ class DockClient:
         self.timeout_s = timeout_s
         self.stopped = stopped
         self.free = free or store.free
+        self.assign = assign  # a running recorder signs a check-out into its chain; a stopped store cannot
 
     # -- the whole dock ---------------------------------------------------------------------------------
 
@@ -143,11 +146,14 @@ class DockClient:
                     break
                 log.warning("dock link lost (%s): again in %.1f s", exc, self.backoff_s * failures)
                 self.sleep(self.backoff_s * failures)
+        self.free_receipted(summary)
         summary.kept = [p.seq for p in self.pending()]
         return summary
 
     def _dock_once(self, summary: DockSummary) -> None:
         session = self.connect(summary)
+        if self.assign is not None:
+            self.take_assignment(session, summary)
         pending = self.pending()
         plan = self.offer(session, pending)
         summary.offered, summary.held, summary.refused = len(pending), len(plan.held), plan.refused
@@ -160,6 +166,15 @@ class DockClient:
             self.apply(self.receipts(session, list(by_seq)), summary)
             raise
         self.apply(self.receipts(session, list(by_seq)), summary)
+
+    def free_receipted(self, summary: DockSummary) -> None:
+        """Free what a kept receipt names but is still here: a stop between keeping a receipt and freeing its
+        footage would otherwise leave it for good, since it is no longer pending."""
+        received = self.store.received()
+        left = [seq for seq in self.store.stored_seqs() if seq in received]
+        if left:
+            summary.freed_bytes += self.free(left)
+            summary.freed.extend(left)
 
     def _check_docked(self) -> None:
         if self.stopped():
@@ -184,6 +199,21 @@ class DockClient:
             if record is not None:
                 summary.clock_sync_seq = record.seq
         return Session(answer.token, challenge.gateway)
+
+    def take_assignment(self, session: Session, summary: DockSummary) -> None:
+        """The check-out waiting at the gateway, if any: verified, signed into the chain (so it goes in this
+        dock's pending list), then acknowledged. One that does not verify is logged and left waiting."""
+        raw = dock.parse_assignment_answer(self._request("GET", "/dock/assignment", session))
+        if raw is None:
+            return
+        try:
+            taken = assignment.open_assignment(raw, self.gateways, self.store.device)
+        except ProtocolError as exc:
+            log.error("the check-out from gateway %s is refused: %s", session.gateway, exc)
+            return
+        self.assign(taken)
+        self._post("/dock/assignment", session, json={"ref": taken.ref})
+        summary.assignment = taken.ref
 
     def _check_gateway(self, challenge: Challenge) -> None:
         """Footage goes only to a gateway whose receipts the recorder can check."""

@@ -30,6 +30,7 @@ from hardware.media import MediaSource
 from hardware.storage import Storage
 from hardware.supervisor import Supervisor
 from protocol import signatures
+from protocol.assignment import Assignment
 from protocol.trust import TrustList, parse_trust_list
 
 log = logging.getLogger("liuhen.recorder")
@@ -173,14 +174,20 @@ ClientFactory = Callable[[Callable[[], bool]], DockClient]
 
 def running_dock_client(recorder: Recorder, gateways: TrustList, url: str, **options: Any) -> DockClient:
     """The dock client of a running recorder. What changes the recorder (its clock, the footage its storage
-    holds) is done on the recorder's own thread; so would an officer assignment be, once the dock protocol
-    hands one over: `recorder.call(recorder.assign, assignment)`. It tries nothing twice: its DockRunner
-    docks again, waiting longer each time."""
+    holds, the officer a check-out assigns) is done on the recorder's own thread. It tries nothing twice: its
+    DockRunner docks again, waiting longer each time."""
     assert recorder.clock is not None, "the recorder docks once it has booted"
     return DockClient(recorder.store, recorder.signer, gateways, url,
                       sync=lambda u, m, g: recorder.call(recorder.dock_sync, u, m, g).result(),
                       free=lambda seqs: recorder.call(recorder.free, seqs).result(),
+                      assign=lambda a: recorder.call(_assign_once, recorder, a).result(),
                       utc_ns=recorder.clock.utc_ns, monotonic_ns=recorder.monotonic_ns, retries=0, **options)
+
+
+def _assign_once(recorder: Recorder, assignment: Assignment) -> None:
+    # A check-out whose acknowledgement was lost comes again at the next dock: signed into the chain once.
+    if recorder.assignment is None or recorder.assignment.ref != assignment.ref:
+        recorder.assign(assignment)
 
 
 def log_summary(summary: DockSummary) -> None:

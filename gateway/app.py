@@ -48,9 +48,10 @@ class Gateway:
         _first_device_trust(config, self.link)
         self.device_trust = DeviceTrust(config.device_trust_file)
         self.bays = Bays(config.bays.listen(), time.time_ns, time.monotonic_ns)
-        self.dock = Dock(config.dock, self.spool, identity.signer, self.device_trust, self.bays)
-        self.uploader = Uploader(self.spool, self.link, config.upload)
         self.checkouts = Checkouts(config.data_dir, config.gateway_id, identity.signer)
+        self.dock = Dock(config.dock, self.spool, identity.signer, self.device_trust, self.bays,
+                         assignments=self.checkouts)
+        self.uploader = Uploader(self.spool, self.link, config.upload)
 
     def _sources(self, mqtt: StationMqtt) -> StationSources:
         def problems() -> list[Problem]:
@@ -72,7 +73,9 @@ class Gateway:
             stack.callback(self.checkouts.close)
             mqtt = StationMqtt(self.config.mqtt, self.config.gateway_id, port=await _broker(stack, self.config))
             mqtt.start()
-            stack.callback(mqtt.close)
+            # In a thread: close waits for the broker to take the "offline" message, and the embedded broker
+            # runs in this loop, which a blocking call here would stall for the whole wait.
+            stack.push_async_callback(asyncio.to_thread, mqtt.close)
             sources = self._sources(mqtt)
             station = await start_station(sources, self.checkouts, self.config.station)
             stack.push_async_callback(station.cleanup)

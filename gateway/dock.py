@@ -10,6 +10,8 @@ client; the gateway decides what is sent and in which order, verifies, keeps and
     POST /dock/pending    {manifests: [...]}        -> the plan: {send, held, refused}
     PUT  /dock/files/SEQ  bytes from Dock-Offset    -> {seq, offset, complete, result}
     POST /dock/receipts   {seqs}                    -> {receipts: [...]}
+    GET  /dock/assignment                           -> {assignment: envelope | null}  (a check-out)
+    POST /dock/assignment {ref}                     -> {delivered: ref}   (signed into the recorder's chain)
 
 Refusals are JSON `{error, message}` with a finding code; every one but a routine resume offset is kept on
 the bay for the station page.
@@ -24,6 +26,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -54,18 +57,35 @@ class DockSettings:
     max_pending_bytes: int = 64 * 1024**2  # the largest pending list (about 30,000 manifests)
 
 
+class Assignments(Protocol):
+    """Check-outs waiting for their recorder (gateway/checkout.py): handed over at the dock."""
+
+    def pending_for(self, device: str) -> bytes | None: ...
+
+    def delivered(self, device: str, ref: str) -> None: ...
+
+
+class _NoCheckouts:
+    def pending_for(self, device: str) -> bytes | None:
+        return None
+
+    def delivered(self, device: str, ref: str) -> None:
+        raise DockError(404, errors.DOCK_MALFORMED, f"no check-out {ref} is waiting for {device}")
+
+
 class Dock:
     """The bays' shared state and the steps of the dock link; the handlers below only translate HTTP."""
 
     def __init__(self, settings: DockSettings, spool: Spool, signer: signatures.Signer, trust: DeviceTrust,
                  bays: Bays, *, clock: Callable[[], int] = time.time_ns,
-                 free_bytes: Callable[[], int] | None = None) -> None:
+                 free_bytes: Callable[[], int] | None = None, assignments: Assignments | None = None) -> None:
         self.settings = settings
         self.spool = spool
         self.signer = signer
         self.trust = trust
         self.bays = bays
         self.clock = clock
+        self.assignments = assignments or _NoCheckouts()
         self.links = {name: BayLink() for name in bays.names()}
         self.disk = FairDisk(settings.disk_workers)
         self.transfers = Transfers(spool, self.disk, DiskReserve(spool.root, settings.reserve_bytes, free_bytes),
@@ -196,6 +216,22 @@ async def _file(request: web.Request) -> web.Response:
                               "result": answer.result})
 
 
+async def _assignment(request: web.Request) -> web.Response:
+    session = _session(request)
+    raw = await asyncio.to_thread(_dock(request).assignments.pending_for, session.device)
+    return web.json_response({"assignment": raw.decode("ascii") if raw is not None else None})
+
+
+async def _assignment_applied(request: web.Request) -> web.Response:
+    session = _session(request)
+    ref = dock.parse_assignment_ack(await _json(request))
+    try:
+        await asyncio.to_thread(_dock(request).assignments.delivered, session.device, ref)
+    except ValueError as exc:  # the check-outs know no such assignment for this device
+        raise DockError(404, errors.DOCK_MALFORMED, str(exc)) from exc
+    return web.json_response({"delivered": ref})
+
+
 async def _receipts(request: web.Request) -> web.Response:
     session = _session(request)
     envelopes = await _dock(request).receipts(_bay(request), session,
@@ -237,6 +273,8 @@ def make_bay_app(dock_: Dock, bay: str) -> web.Application:
     app.router.add_post("/dock/pending", _pending)
     app.router.add_put("/dock/files/{seq}", _file)
     app.router.add_post("/dock/receipts", _receipts)
+    app.router.add_get("/dock/assignment", _assignment)
+    app.router.add_post("/dock/assignment", _assignment_applied)
     return app
 
 

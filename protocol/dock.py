@@ -14,7 +14,7 @@ from typing import Any
 
 from protocol import errors, signatures
 from protocol.errors import ProtocolError
-from protocol.fields import HEX32, IDENTIFIER, INT64_MAX, Checker
+from protocol.fields import HEX32, HEX64, IDENTIFIER, INT64_MAX, Checker
 from protocol.receipts import SignedKind, SignedRecord, check_version
 from protocol.tlog.tiles import MAX_ENTRY_SIZE
 from protocol.trust import TrustList
@@ -28,6 +28,7 @@ MAX_RECEIPT_SEGMENTS = 250
 MAX_RECEIPT_BYTES = MAX_ENTRY_SIZE
 MAX_ENVELOPE_BYTES = 1 << 20
 MAX_PENDING = 100_000
+MAX_ASSIGNMENT_BYTES = 4096
 OFFSET_HEADER = "Dock-Offset"
 
 _c = Checker(errors.DOCK_MALFORMED)
@@ -225,6 +226,18 @@ def parse_receipts_request(obj: object) -> list[int]:
 def parse_receipts_answer(obj: object) -> list[bytes]:
     items = _c.list(_c.exact(obj, frozenset({"receipts"}), "receipts answer")["receipts"], "receipts")
     return [_envelope(r, f"receipts[{i}]", MAX_RECEIPT_BYTES) for i, r in enumerate(items)]
+
+
+def parse_assignment_answer(obj: object) -> bytes | None:
+    """GET /dock/assignment: the gateway-signed assignment (check-out) waiting for this device, or None."""
+    value = _c.exact(obj, frozenset({"assignment"}), "assignment answer")["assignment"]
+    return None if value is None else _envelope(value, "assignment", MAX_ASSIGNMENT_BYTES)
+
+
+def parse_assignment_ack(obj: object) -> str:
+    """POST /dock/assignment: the ref (SHA-256 of the envelope) of the assignment the recorder signed into its
+    chain; the gateway then counts it delivered."""
+    return _c.str(_c.exact(obj, frozenset({"ref"}), "assignment acknowledgement")["ref"], "ref", HEX64)
 
 
 def _envelope(value: object, where: str, max_len: int) -> bytes:

@@ -18,6 +18,7 @@ from firmware.dock_client import DockClient, DockSummary
 from firmware.main import DockRunner, running_dock_client
 from firmware.recorder import DOCKED, RECORDING, STANDBY, STORAGE_FULL, Recorder, RecorderStopped
 from firmware.store import RecorderStore
+from gateway.checkout import DELIVERED, Checkouts, Officer
 from hardware.storage import Storage
 from hardware.supervisor import BatteryStatus, RtcTime, Supervisor
 from liuhen.verify_folder import verify_paths
@@ -282,3 +283,43 @@ def test_a_recorder_started_in_the_dock_docks_at_once(media: Media, station: Sta
     assert summary.error is None and summary.clock_sync_seq is None  # its clock was right: nothing to sign
     assert summary.freed == [0] and unit.stored() == {}  # the boot record
     unit.close()
+
+
+class AckLostOnce(Checkouts):
+    """Check-outs whose first delivery never reaches the gateway's store, as if the answer had been lost."""
+
+    lost = False
+
+    def delivered(self, device: str, ref: str) -> None:
+        if not self.lost:
+            self.lost = True
+            return
+        super().delivered(device, ref)
+
+
+def test_a_check_out_waiting_at_the_gateway_is_taken_at_the_dock(media: Media, station: Station,
+                                                                 tmp_path: Path) -> None:
+    """The running recorder takes the gateway-signed assignment, signs it into its chain (it goes in the same
+    dock), shows the officer, and the gateway counts it delivered; a second dock signs nothing again."""
+    with AckLostOnce(tmp_path / "checkouts", GATEWAY, station.gateway_signer) as checkouts, \
+            DockThread(station, ["bay-1"], tmp_path / "spool", assignments=checkouts) as gw:
+        made = checkouts.check_out(DEVICE, Officer("100001", "李明", "U1", "城东所"))
+        unit = DockedRecorder(tmp_path / "rec", media, station, gw.url("bay-1"), requests.Session)
+        unit.feed(3.0, {0.5: "record", 2.5: "record"})
+        unit.power(external=True)
+        summary = unit.next_dock()
+        assigned = [m for m in unit.rec.committed if m.kind == manifest.ASSIGNMENT]
+        assert summary.error is None and summary.assignment == made.ref and len(assigned) == 1
+        assert unit.rec.assignment is not None and unit.rec.assignment.officer_number == "100001"
+        assert assigned[0].seq in summary.freed and unit.stored() == {}
+        # The acknowledgement was lost on the way: the gateway hands the check-out over again at the next dock,
+        # and the recorder, which has it, signs nothing again.
+        assert checkouts.get(made.ref).status != DELIVERED
+        unit.power(external=False)
+        unit.power(external=True)
+        again = unit.next_dock()
+        assert again.error is None and again.assignment == made.ref
+        assert len([m for m in unit.rec.committed if m.kind == manifest.ASSIGNMENT]) == 1
+        assert checkouts.get(made.ref).status == DELIVERED
+        unit.close()
+        assert unit.verify(gw, tmp_path / "taken") == set()

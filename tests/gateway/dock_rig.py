@@ -28,7 +28,7 @@ from firmware.recorder import Recorder
 from firmware.store import RecorderStore
 from gateway.bays import BayProgress, Bays
 from gateway.device_trust import DeviceTrust
-from gateway.dock import Dock, DockSettings, start_bays, stop_bays
+from gateway.dock import Assignments, Dock, DockSettings, start_bays, stop_bays
 from gateway.spool import Spool
 from hardware.media import EncodedPacket, StreamInfo
 from hardware.storage import Storage
@@ -122,13 +122,15 @@ class DockThread:
 
     def __init__(self, station: Station, bays: list[str], spool_root: Path, **settings: Any) -> None:
         free_bytes: Callable[[], int] | None = settings.pop("free_bytes", None)
+        assignments: Assignments | None = settings.pop("assignments", None)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.spool = Spool(spool_root)
         self.bays = Bays(bays, time.time_ns, time.monotonic_ns)
         self.dock = Dock(DockSettings(GATEWAY, **{"reserve_bytes": 0, **settings}), self.spool,
-                         station.gateway_signer, DeviceTrust(station.trust_path), self.bays, free_bytes=free_bytes)
+                         station.gateway_signer, DeviceTrust(station.trust_path), self.bays, free_bytes=free_bytes,
+                         assignments=assignments)
         self.ports = {bay: free_port() for bay in bays}
         self.runners = self.call(start_bays(self.dock, {b: ("127.0.0.1", p) for b, p in self.ports.items()}))
 
