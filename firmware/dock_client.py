@@ -171,10 +171,19 @@ class DockClient:
         """Free what a kept receipt names but is still here: a stop between keeping a receipt and freeing its
         footage would otherwise leave it for good, since it is no longer pending."""
         received = self.store.received()
-        left = [seq for seq in self.store.stored_seqs() if seq in received]
+        left = [seq for seq in self.store.stored_seqs() if seq in received and self._held_as(seq) == received[seq]]
         if left:
             summary.freed_bytes += self.free(left)
             summary.freed.extend(left)
+
+    def _held_as(self, seq: int) -> tuple[str, str | None] | None:
+        """(manifest hash, media hash) of what the store holds at `seq`; None if its manifest is unreadable.
+        A receipt that names other bytes (a file altered on the recorder) frees nothing."""
+        try:
+            m = self.store.load(seq).manifest
+        except ProtocolError:
+            return None
+        return m.hash.hex(), m.media["sha256"] if m.media else None
 
     def _check_docked(self) -> None:
         if self.stopped():
