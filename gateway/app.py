@@ -49,9 +49,9 @@ class Gateway:
         self.device_trust = DeviceTrust(config.device_trust_file)
         self.bays = Bays(config.bays.listen(), time.time_ns, time.monotonic_ns)
         self.checkouts = Checkouts(config.data_dir, config.gateway_id, identity.signer)
-        self.dock = Dock(config.dock, self.spool, identity.signer, self.device_trust, self.bays,
-                         assignments=self.checkouts)
         self.uploader = Uploader(self.spool, self.link, config.upload)
+        self.dock = Dock(config.dock, self.spool, identity.signer, self.device_trust, self.bays,
+                         assignments=self.checkouts, on_receipts=self.uploader.wake)
 
     def _sources(self, mqtt: StationMqtt) -> StationSources:
         def problems() -> list[Problem]:

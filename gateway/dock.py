@@ -78,7 +78,8 @@ class Dock:
 
     def __init__(self, settings: DockSettings, spool: Spool, signer: signatures.Signer, trust: DeviceTrust,
                  bays: Bays, *, clock: Callable[[], int] = time.time_ns,
-                 free_bytes: Callable[[], int] | None = None, assignments: Assignments | None = None) -> None:
+                 free_bytes: Callable[[], int] | None = None, assignments: Assignments | None = None,
+                 on_receipts: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.spool = spool
         self.signer = signer
@@ -86,6 +87,7 @@ class Dock:
         self.bays = bays
         self.clock = clock
         self.assignments = assignments or _NoCheckouts()
+        self.on_receipts = on_receipts  # receipted footage may be uploaded now (the uploader's wake)
         self.links = {name: BayLink() for name in bays.names()}
         self.disk = FairDisk(settings.disk_workers)
         self.transfers = Transfers(spool, self.disk, DiskReserve(spool.root, settings.reserve_bytes, free_bytes),
@@ -146,6 +148,8 @@ class Dock:
                                                session.clock_offset_ns):
                 with refused_when_full("recording a dock receipt"):
                     await asyncio.to_thread(self.spool.attach_receipt, device, covered, raw)
+            if fresh:
+                self.on_receipts()
             wanted = set(seqs) | {s.seq for s in fresh}
             envelopes = await asyncio.to_thread(self.spool.dock_receipts, device, sorted(wanted))
         if not session.plan:
