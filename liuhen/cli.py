@@ -13,16 +13,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = (
-    "liuhen.verify_cmd",
-    "liuhen.keys_cmd",
-    "liuhen.log_cmd",
-    "firmware.cli",
-    "simulators.cli",
-    "server.cli",
-    "server.admin_cli",
-    "gateway.cli",
-)
+# command -> the module that registers it. Only the named command's module is imported (`liuhen --help`
+# imports them all), so a command starts without loading every part: `liuhen gateway run` never pays for the
+# server's database libraries.
+COMMAND_MODULES = {
+    "verify": "liuhen.verify_cmd",
+    "keys": "liuhen.keys_cmd",
+    "log": "liuhen.log_cmd",
+    "recorder": "firmware.cli",
+    "sim": "simulators.cli",
+    "server": "server.cli",
+    "admin": "server.admin_cli",
+    "gateway": "gateway.cli",
+}
 
 EXIT_USAGE = 2
 
@@ -31,19 +34,22 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on usage errors already; keep its message on stderr."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` when it is one."""
     parser = _Parser(
         prog="liuhen",
         description="Liuhen (留痕): evidence that leaves a trace and cannot be quietly changed.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

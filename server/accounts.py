@@ -6,6 +6,7 @@ let anyone sign in. Gateways get tokens too (server/gateways.py), after proving 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from typing import Any
@@ -25,8 +26,6 @@ API_TOKEN = "api"
 GATEWAY_TOKEN = "gateway"
 
 _hasher = argon2.PasswordHasher()
-# Verifying against a dummy hash when the user does not exist keeps timing from telling who exists.
-_DUMMY_HASH = _hasher.hash("liuhen-no-such-user")
 
 routes = api.Routes("accounts")
 
@@ -65,10 +64,17 @@ def create_user(conn: Connection, now_ns: int, username: str, password: str, rol
         password_hash=_hasher.hash(password), disabled=False, created_ns=now_ns)).inserted_primary_key[0]
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    # An unknown user costs a verification too, so timing does not tell which usernames exist; made on first
+    # use, since hashing at import would slow every `liuhen` command down.
+    return _hasher.hash("liuhen-no-such-user")
+
+
 def check_login(conn: Connection, username: str, password: str) -> dict[str, Any] | None:
     row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
     try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
     except argon2.exceptions.VerificationError:
         return None
     if row is None or row["disabled"]:

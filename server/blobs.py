@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -90,8 +91,9 @@ class FileBlobStore:
         # The folders a blob lands in are made on demand; each new one must reach its parent's entries on disk.
         new_folders = [d for d in (dst.parent.parent, dst.parent) if not d.exists()]
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{sha256}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)  # left by a crash of this process id before
+        # Named by process and thread: two ingests of the same bytes at once must not share a staging file.
+        tmp = dst.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)  # left by a crash of an earlier process with this id
         try:
             # A hard link costs no second write of the footage; across filesystems, copy.
             os.link(src, tmp)
