@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/protocol.py
 	$(BIN)/python bench/recorder.py
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) node_modules

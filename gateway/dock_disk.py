@@ -7,7 +7,8 @@ whoever gets the next write decides who progresses. A plain pool would serve who
 FairDisk instead keeps a queue per bay and serves the bays in rotation, one chunk each per turn, so a bay
 with a fast link or huge files cannot starve the others and all bays progress at the same pace. Because a
 handler reads the next chunk only while its previous one is written, each bay holds at most two chunks in
-memory: the gateway's memory stays bounded whatever the file sizes.
+memory (and what aiohttp buffers of its link, at most 128 KiB and one read of the socket): the gateway's memory
+stays bounded whatever the file sizes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import errno
 import hashlib
 import os
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,67 +31,96 @@ _READ_CHUNK = 1 << 20
 
 class FairDisk:
     """Runs disk jobs in worker threads, taking the bays with work waiting in turn; one bay's jobs run one
-    at a time, in the order given (they append to one file)."""
+    at a time, in the order given (they append to one file).
+
+    The workers pick the next bay's job themselves, under a lock: a job never waits for the event loop to
+    hand it to a worker, which it would for every chunk if the rotation ran on the loop, busy as the loop is
+    reading 25 links. Only a job's result goes back through the loop."""
 
     def __init__(self, workers: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dock-disk")
-        self._workers = workers
-        self._queues: dict[str, deque[tuple[Callable[[], Any], asyncio.Future[Any]]]] = {}
+        self._lock = threading.Condition()
+        self._queues: dict[str, deque[_Job]] = {}
         self._turns: deque[str] = deque()  # bays with work waiting, in the order they will be served
         self._busy: set[str] = set()  # bays whose job is running
-        self._ready: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._waking = False  # a wake-up of the idle workers is scheduled on the loop
+        self._closed = False
+        self._threads = [threading.Thread(target=self._serve, name=f"dock-disk-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     async def run(self, bay: str, job: Callable[[], T]) -> T:
         """Run `job` in a disk thread when `bay`'s turn comes; its result or exception comes back here."""
-        self._start()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        queue = self._queues.setdefault(bay, deque())
-        queue.append((job, future))
-        if len(queue) == 1 and bay not in self._busy:
-            self._wait_turn(bay)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            queue = self._queues.setdefault(bay, deque())
+            queue.append(_Job(job, loop, future))
+            if len(queue) == 1 and bay not in self._busy:
+                self._turns.append(bay)
+            if not self._waking:
+                # Idle workers wake once the loop has queued what this turn of it brings, so that jobs handed
+                # in together are served in turn, not in the order the loop happened to queue them.
+                self._waking = True
+                loop.call_soon(self._wake)
         return await future
 
-    def _wait_turn(self, bay: str) -> None:
-        assert self._ready is not None
-        self._turns.append(bay)
-        self._ready.set()
+    def _wake(self) -> None:
+        with self._lock:
+            self._waking = False
+            self._lock.notify(len(self._turns))
 
-    def _start(self) -> None:
-        if not self._tasks:
-            self._ready = asyncio.Event()
-            self._tasks = [asyncio.get_running_loop().create_task(self._serve()) for _ in range(self._workers)]
-
-    async def _serve(self) -> None:
-        assert self._ready is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._ready.wait()
-            if not self._turns:
-                self._ready.clear()
-                continue
+    def _next(self) -> tuple[str, _Job] | None:
+        """The next bay in turn and its oldest job; None once closed."""
+        with self._lock:
+            while not self._turns and not self._closed:
+                self._lock.wait()
+            if self._closed:
+                return None
             bay = self._turns.popleft()
-            job, future = self._queues[bay].popleft()
             self._busy.add(bay)
+            return bay, self._queues[bay].popleft()
+
+    def _done(self, bay: str) -> None:
+        with self._lock:
+            self._busy.discard(bay)
+            if self._queues[bay]:
+                self._turns.append(bay)  # behind every other bay that has work waiting
+                self._lock.notify()
+
+    def _serve(self) -> None:
+        while (turn := self._next()) is not None:
+            bay, job = turn
             try:
-                result = await loop.run_in_executor(self._pool, job)
+                outcome: tuple[Any, BaseException | None] = (job.run(), None)
             except Exception as exc:  # the job's failure is its caller's to handle
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
-            finally:
-                self._busy.discard(bay)
-                if self._queues[bay]:
-                    self._wait_turn(bay)  # behind every other bay that has work waiting
+                outcome = (None, exc)
+            self._done(bay)
+            job.loop.call_soon_threadsafe(_settle, job.future, *outcome)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)  # a job under way finishes first
+        self._threads = []
+
+
+@dataclass(frozen=True)
+class _Job:
+    run: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -135,7 +165,7 @@ class PartialFile:
         except FileNotFoundError:
             return False
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         """Append and hash `data`. A failed write (a full disk) is cut back off, so the file and the hash
         always agree and a later attempt resumes at a whole, known offset."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)

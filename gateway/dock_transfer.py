@@ -127,44 +127,35 @@ class Transfers:
     async def _write(self, bay: Bay, partial: PartialFile, length: int, body: StreamReader) -> None:
         """Write `length` bytes from the link, chunk by chunk, reading the next chunk while one is written;
         stop early, keeping what arrived, if the link drops."""
+        link = _Link(body, self.read_timeout_s)
         writing: asyncio.Future[None] | None = None
         remaining = length
         try:
             while remaining:
                 want = min(remaining, self.chunk_bytes)
-                chunk = await self._read_chunk(body, want)
+                pieces = await link.read(want)
                 if writing is not None:
                     await asyncio.shield(writing)
                     writing = None
-                if chunk:
-                    writing = asyncio.ensure_future(self._append(bay, partial, chunk))
-                    remaining -= len(chunk)
-                if len(chunk) < want:
+                got = sum(len(p) for p in pieces)
+                if got:
+                    writing = asyncio.ensure_future(self._append(bay, partial, pieces, got))
+                    remaining -= got
+                if got < want:
                     return  # the link dropped
         finally:
             if writing is not None:
                 await asyncio.shield(writing)  # the file and its hash agree before anyone else touches them
 
-    async def _append(self, bay: Bay, partial: PartialFile, chunk: bytes) -> None:
-        await self.disk.run(bay.name, lambda: partial.append(chunk))
-        bay.received(len(chunk))
-
-    async def _read_chunk(self, body: StreamReader, size: int) -> bytes:
-        """Up to `size` bytes; fewer only when the link dropped or went silent for `read_timeout_s`."""
-        parts = bytearray()
-        try:
-            while len(parts) < size:
-                data = await asyncio.wait_for(body.read(size - len(parts)), self.read_timeout_s)
-                if not data:
-                    break
-                parts += data
-        except (ConnectionError, TimeoutError):
-            pass
-        return bytes(parts)
+    async def _append(self, bay: Bay, partial: PartialFile, pieces: list[memoryview], size: int) -> None:
+        await self.disk.run(bay.name, lambda: partial.append(_joined(pieces)))
+        bay.received(size)
 
     async def _admit(self, bay: Bay, session: DockSession, offered: Offered, partial: PartialFile) -> str:
         with refused_when_full(f"fsync of seq {offered.seq}"):
-            sha256 = await self.disk.run(bay.name, partial.finish)
+            # Outside the rotation: an fsync waits for the disk, and the disk threads' turns are for writing
+            # and hashing (work for the CPU); each bay has at most one file being fsynced.
+            sha256 = await asyncio.to_thread(partial.finish)
         findings = [*offered.findings, *file_findings(offered, partial.offset, sha256, self.trust.current())]
         findings = list(dict.fromkeys(findings))
         await self.admit(arrival(session.device, offered, sha256.hex(), partial.offset, findings))
@@ -177,3 +168,46 @@ class Transfers:
         """Into the spool (durably: rename, fsync, committed row); a full disk refuses it whole."""
         with refused_when_full(f"admitting seq {a.seq}"):
             await asyncio.to_thread(self.spool.arrive, a)
+
+
+def _joined(pieces: list[memoryview]) -> bytes | memoryview:
+    """A chunk's pieces as one buffer, copied in the disk thread rather than on the event loop, which reads every
+    bay's link; the pieces are let go at once, so that the chunk is not held twice while it is written."""
+    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    pieces.clear()
+    return data
+
+
+class _Link:
+    """A file's bytes as they come off a bay's link, in chunks of an exact size (shorter only when the link
+    dropped or went silent for `timeout_s`). A chunk is the pieces aiohttp received, not copied into one; a
+    piece that runs past the end of a chunk is split (a memoryview) and its rest begins the next."""
+
+    def __init__(self, body: StreamReader, timeout_s: float) -> None:
+        self._body = body
+        self._timeout_s = timeout_s
+        self._rest: memoryview | None = None
+
+    async def read(self, size: int) -> list[memoryview]:
+        pieces: list[memoryview] = []
+        while size:
+            piece = self._rest if self._rest is not None else await self._piece()
+            self._rest = None
+            if piece is None:
+                break
+            if len(piece) > size:
+                piece, self._rest = piece[:size], piece[size:]
+            pieces.append(piece)
+            size -= len(piece)
+        return pieces
+
+    async def _piece(self) -> memoryview | None:
+        """The next piece received, as it is (read(n) would join and copy pieces); None at the end."""
+        try:
+            while True:
+                async with asyncio.timeout(self._timeout_s):
+                    data, end_of_http_chunk = await self._body.readchunk()
+                if data or not end_of_http_chunk:
+                    return memoryview(data) if data else None
+        except (ConnectionError, TimeoutError):
+            return None

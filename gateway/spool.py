@@ -145,6 +145,7 @@ class Spool:
         self._db = sqlite3.connect(root / INDEX, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()  # one connection, several threads
         self._device_locks: dict[str, threading.Lock] = {}
+        self._device_locks_lock = threading.Lock()  # not self._lock: finding a device's lock waits for no commit
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed row survives a power cut, which is what lets the dock hand out receipts.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -420,7 +421,7 @@ class Spool:
         return self.root / MEDIA / device / f"{seq:0{_SEQ_DIGITS}d}.{manifest_hash}"
 
     def _device_lock(self, device: str) -> threading.Lock:
-        with self._lock:
+        with self._device_locks_lock:
             return self._device_locks.setdefault(device, threading.Lock())
 
     @contextlib.contextmanager
