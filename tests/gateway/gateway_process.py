@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import requests
 
 from gateway.config import load_config
-from tests.server.harness import LIUHEN, liuhen
+from tests.server.harness import LIUHEN, ChildProcess, liuhen
 
 
 def write_gateway_config(folder: Path, gateway: str, server_url: str, server_id: str, bays: int, **dock: Any) -> Path:
@@ -65,7 +64,7 @@ def _free(port: int) -> bool:
     return True
 
 
-class GatewayProcess:
+class GatewayProcess(ChildProcess):
     def __init__(self, config: Path) -> None:
         self.config = config
         self.log_path = config.parent / "gateway.log"
@@ -135,21 +134,3 @@ class GatewayProcess:
     def wait_backlog_empty(self, timeout_s: float = 90.0) -> dict[str, Any]:
         return self.wait_station(lambda doc: doc["backlog"]["count"] == 0, timeout_s)
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> GatewayProcess:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

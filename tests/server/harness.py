@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -41,7 +42,32 @@ def liuhen(*args: str, stdin: str | None = None, check: bool = True) -> subproce
     return result
 
 
-class ServerProcess:
+class ChildProcess:
+    """A service run as a real child process (`proc`): stopped with SIGTERM (killed if it hangs), or killed."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class ServerProcess(ChildProcess):
     """`liuhen server run` on a free port; `url` is its base URL."""
 
     def __init__(self, config: Path) -> None:
@@ -70,26 +96,6 @@ class ServerProcess:
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
 
 def add_user(config: Path, username: str, role: str, *, unit: str | None = None, officer_no: str | None = None,
              password: str = "correct horse battery") -> None:
