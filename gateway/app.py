@@ -37,7 +37,8 @@ log = logging.getLogger("liuhen.gateway")
 
 
 class Gateway:
-    """The running parts of one gateway; `run` serves until cancelled or signalled."""
+    """The parts of one gateway; `running()` starts them and stops them in a safe order (`serve` runs it until
+    SIGTERM or SIGINT)."""
 
     def __init__(self, config: GatewayConfig, identity: GatewayIdentity) -> None:
         self.config = config
