@@ -21,6 +21,7 @@ from liuhen import cli
 from protocol import manifest, receipts, signatures
 from protocol.trust import TrustList, trusted_key
 from tests.firmware.test_recorder import PacketSource
+from tests.gateway import dock_rig
 from tests.gateway.dock_rig import (
     GATEWAY,
     NS,
@@ -34,14 +35,9 @@ from tests.gateway.dock_rig import (
 DEVICE = "REC-0001"
 
 
-@pytest.fixture(scope="session")
-def recordings(tmp_path_factory: pytest.TempPathFactory) -> Recordings:
-    return Recordings.shared(tmp_path_factory)
-
-
-@pytest.fixture
-def station(tmp_path: Path) -> Station:
-    return Station(tmp_path / "station")
+# The dock tests' shared fixtures (tests/gateway/dock_rig.py): real recorded footage, and a station.
+recordings = dock_rig.recordings
+station = dock_rig.station
 
 
 @pytest.fixture

@@ -283,3 +283,13 @@ def partial_reaches(spool_root: Path, device: str, size: int, timeout_s: float =
 
     return wait
 
+
+# Fixtures the dock tests share; a test module takes them with `recordings = dock_rig.recordings`.
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> Recordings:
+    return Recordings.shared(tmp_path_factory)
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Station:
+    return Station(tmp_path / "station")

@@ -20,19 +20,15 @@ from gateway import dock_disk
 from hardware.storage import Storage
 from protocol import canonical, dock, errors, manifest, receipts, signatures
 from tests.firmware.test_recorder import PacketSource
+from tests.gateway import dock_rig
 from tests.gateway.dock_rig import NS, DockThread, Recordings, Station, Unit, record
 
 DEVICE = "REC-0001"
 
 
-@pytest.fixture(scope="session")
-def recordings(tmp_path_factory: pytest.TempPathFactory) -> Recordings:
-    return Recordings.shared(tmp_path_factory)
-
-
-@pytest.fixture
-def station(tmp_path: Path) -> Station:
-    return Station(tmp_path / "station")
+# The dock tests' shared fixtures (tests/gateway/dock_rig.py): real recorded footage, and a station.
+recordings = dock_rig.recordings
+station = dock_rig.station
 
 
 @pytest.fixture
